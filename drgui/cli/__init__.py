@@ -1,0 +1,1 @@
+"""The `drgui` command: one module per command."""

@@ -1,0 +1,104 @@
+"""drgui dest add|list|remove|test."""
+
+from __future__ import annotations
+
+from drgui.cli.common import add_command, workspace
+from drgui.core.destinations.registry import open_destination
+from drgui.core.errors import UsageError
+from drgui.core.setup import add_destination, remove_destination
+
+
+def register(sub, common) -> None:
+    parser = add_command(
+        sub, common, "dest", "manage where snapshots go", lambda a, o: (parser.print_help(), 2)[1]
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    add = add_command(actions, common, "add", "add a destination", run_add)
+    add.add_argument("name")
+    add.add_argument("kind", choices=["local", "s3", "drive"])
+    add.add_argument("--path", help="local: a directory; drive: the mount point")
+    add.add_argument("--uuid", help="drive: the filesystem UUID")
+    add.add_argument(
+        "--allow-unencrypted", action="store_true", help="drive: accept a drive without encryption"
+    )
+    add.add_argument("--bucket")
+    add.add_argument("--prefix", default="")
+    add.add_argument("--endpoint-url")
+    add.add_argument("--region")
+    add.add_argument("--compat", action="store_true", help="s3: checksum behaviour for B2, R2, MinIO")
+    add.add_argument("--access-key-id")
+    add.add_argument("--secret-access-key-file")
+    add.add_argument("--aws-profile")
+    add.add_argument("--storage-class")
+    add.add_argument("--sse", help="s3: server-side encryption (AES256 or aws:kms)")
+    add.add_argument("--no-test", action="store_true", help="save without testing")
+    add_command(actions, common, "list", "list destinations", run_list)
+    rm = add_command(actions, common, "remove", "remove a destination (its snapshots stay)", run_remove)
+    rm.add_argument("name")
+    test = add_command(actions, common, "test", "check write, read, list and delete", run_test)
+    test.add_argument("name")
+
+
+def run_add(args, out) -> int:
+    ws = workspace(args)
+    settings: dict = {}
+    secrets: dict[str, str] = {}
+    if args.kind == "local":
+        if not args.path:
+            raise UsageError("A local destination needs --path.")
+        settings["path"] = args.path
+    elif args.kind == "s3":
+        from drgui.core.s3common import s3_settings_from_args  # type: ignore[import-not-found]
+
+        settings, secrets = s3_settings_from_args(args, for_source=False)
+    elif args.kind == "drive":
+        from drgui.core.destinations.drive import drive_settings_from_args  # type: ignore[import-not-found]
+
+        settings = drive_settings_from_args(args)
+    config = add_destination(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)
+    description = open_destination(config, ws.store).describe()
+    out.result(
+        {"ok": True, "name": args.name, "kind": args.kind, "description": description},
+        f"Destination '{args.name}' added: {description}.",
+    )
+    return 0
+
+
+def run_list(args, out) -> int:
+    ws = workspace(args)
+    rows = []
+    for config in ws.plan.destinations:
+        dest = open_destination(config, ws.store)
+        rows.append(
+            {
+                "name": config.name,
+                "kind": config.kind,
+                "description": dest.describe(),
+                "retention": config.retention,
+            }
+        )
+    out.result(
+        rows,
+        "\n".join(f"{r['name']:<16} {r['kind']:<6} {r['description']}" for r in rows)
+        or "No destinations yet: `drgui dest add`.",
+    )
+    return 0
+
+
+def run_remove(args, out) -> int:
+    ws = workspace(args)
+    remove_destination(ws, args.name)
+    out.result(
+        {"ok": True, "name": args.name}, f"Destination '{args.name}' removed. Its snapshots were not deleted."
+    )
+    return 0
+
+
+def run_test(args, out) -> int:
+    ws = workspace(args)
+    checked = ws.destination(args.name).test()
+    out.result(
+        {"ok": True, "name": args.name, "checked": checked},
+        f"Destination '{args.name}': {', '.join(checked)} OK.",
+    )
+    return 0

@@ -1,0 +1,46 @@
+"""drgui restore: a source from a snapshot into a NEW database or directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drgui.cli.common import add_command, workspace
+from drgui.core.restore import restore
+
+
+def register(sub, common) -> None:
+    parser = add_command(sub, common, "restore", "restore a source from a snapshot", run)
+    parser.add_argument("snapshot", help="snapshot id or 'latest'")
+    parser.add_argument("--source", required=True, metavar="NAME")
+    parser.add_argument("--to-dsn", help="postgres: target database (a new one; created when missing)")
+    parser.add_argument("--to-dir", help="folder, env, git: a new or empty directory")
+    parser.add_argument("--dest", metavar="NAME", help="read from this destination")
+    parser.add_argument(
+        "--clean", action="store_true", help="postgres: drop objects in a non-empty target first"
+    )
+    parser.add_argument("--no-owner", action="store_true", help="postgres: skip ownership and privileges")
+    parser.add_argument("--overwrite", action="store_true", help="folder/env: allow a non-empty target")
+
+
+def run(args, out) -> int:
+    ws = workspace(args)
+    result = restore(
+        ws,
+        args.snapshot,
+        args.source,
+        to_dsn=args.to_dsn,
+        to_dir=Path(args.to_dir).absolute() if args.to_dir else None,
+        dest_name=args.dest,
+        clean=args.clean,
+        overwrite=args.overwrite,
+        no_owner=args.no_owner,
+        progress=out.progress,
+    )
+    bad = [c for c in result.checks if not c["ok"]]
+    human = f"Restored '{result.source}' from {result.snapshot_id} into {result.target}: " + (
+        f"{len(result.checks)} checks passed."
+        if not bad
+        else "PROBLEMS:\n" + "\n".join(f"  {c['name']}: {c['detail']}" for c in bad)
+    )
+    out.result(result.to_json(), human)
+    return 0 if result.ok else 1

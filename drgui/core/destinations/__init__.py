@@ -1,0 +1,1 @@
+"""Destinations: one module per kind, one Destination interface (base.py)."""

@@ -1,0 +1,255 @@
+"""history.sqlite: runs, the upload queue, and an append-only event log in which every record holds
+the sha256 of the previous one, so an edit, a deletion or a reorder is detected by `verify_chain`."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drgui.core.fsutil import atomic_writer
+from drgui.core.secrets import redact
+
+GENESIS = "0" * 64
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,            -- backup, upload, verify, restore, drill, prune, drive_sync, checklist
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL,          -- running, ok, failed, partial, cancelled
+    snapshot_id TEXT,
+    target TEXT,                   -- source / destination / drive name when the run is about one
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, started);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    snapshot_id TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    since TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    PRIMARY KEY (snapshot_id, destination)
+);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def event_hash(prev_hash: str, seq: int, time: str, kind: str, data: str) -> str:
+    payload = json.dumps([prev_hash, seq, time, kind, data], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Run:
+    id: int
+    kind: str
+    started: str
+    finished: str | None
+    status: str
+    snapshot_id: str | None
+    target: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int
+    problem: str
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            yield conn
+        finally:
+            conn.close()
+
+    # --- runs ----------------------------------------------------------------------------------
+    def start_run(self, kind: str, target: str | None = None, snapshot_id: str | None = None) -> int:
+        with self._connect() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs(kind, started, status, target, snapshot_id) VALUES (?, ?, 'running', ?, ?)",
+                (kind, now_iso(), target, snapshot_id),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        snapshot_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        detail_text = redact(json.dumps(detail or {}, default=str))
+        with self._connect() as conn:
+            row = conn.execute("SELECT kind, target, snapshot_id FROM runs WHERE id=?", (run_id,)).fetchone()
+            conn.execute(
+                "UPDATE runs SET finished=?, status=?, snapshot_id=COALESCE(?, snapshot_id), detail=? WHERE id=?",
+                (now_iso(), status, snapshot_id, detail_text, run_id),
+            )
+        if row:
+            self.append_event(
+                f"{row[0]}.{status}",
+                {"run": run_id, "target": row[1], "snapshot": snapshot_id or row[2], **(detail or {})},
+            )
+
+    def runs(self, kind: str | None = None, limit: int = 1000) -> list[Run]:
+        with self._connect() as conn:
+            query = "SELECT id, kind, started, finished, status, snapshot_id, target, detail FROM runs"
+            params: tuple[Any, ...] = ()
+            if kind:
+                query += " WHERE kind=?"
+                params = (kind,)
+            query += " ORDER BY id DESC LIMIT ?"
+            rows = conn.execute(query, (*params, limit)).fetchall()
+        return [Run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}")) for r in rows]
+
+    def last_run(self, kind: str, status: str | None = None, target: str | None = None) -> Run | None:
+        for run in self.runs(kind):
+            if (status is None or run.status == status) and (target is None or run.target == target):
+                return run
+        return None
+
+    def mark_interrupted(self) -> None:
+        """Runs left 'running' by a crashed process (called while holding the home lock)."""
+        with self._connect() as conn:
+            conn.execute(
+                "UPDATE runs SET status='interrupted', finished=? WHERE status='running'", (now_iso(),)
+            )
+
+    # --- upload queue --------------------------------------------------------------------------
+    def enqueue(self, snapshot_id: str, destination: str, error: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO queue(snapshot_id, destination, since, attempts, last_error) VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT(snapshot_id, destination) DO UPDATE SET attempts=attempts+1, last_error=excluded.last_error",
+                (snapshot_id, destination, now_iso(), redact(error)),
+            )
+
+    def dequeue(self, snapshot_id: str, destination: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "DELETE FROM queue WHERE snapshot_id=? AND destination=?", (snapshot_id, destination)
+            )
+
+    def queue(self) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT snapshot_id, destination, since, attempts, last_error FROM queue ORDER BY snapshot_id"
+            ).fetchall()
+        return [
+            {"snapshot": r[0], "destination": r[1], "since": r[2], "attempts": r[3], "error": r[4]}
+            for r in rows
+        ]
+
+    # --- audit log -----------------------------------------------------------------------------
+    def append_event(self, kind: str, data: dict[str, Any]) -> None:
+        text = redact(json.dumps(data, sort_keys=True, default=str, ensure_ascii=True))
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                last = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+                time = now_iso()
+                conn.execute(
+                    "INSERT INTO events(seq, time, kind, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+                    (seq, time, kind, text, prev, event_hash(prev, seq, time, kind, text)),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT seq, time, kind, data, prev_hash, hash FROM events ORDER BY seq"
+            ).fetchall()
+        return [
+            {
+                "seq": r[0],
+                "time": r[1],
+                "kind": r[2],
+                "data": json.loads(r[3]),
+                "prev_hash": r[4],
+                "hash": r[5],
+            }
+            for r in rows
+        ]
+
+    def verify_chain(self) -> list[ChainProblem]:
+        """Every problem in the chain; the first names the first record that was edited, removed or moved."""
+        problems = []
+        prev = GENESIS
+        expected_seq = 1
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT seq, time, kind, data, prev_hash, hash FROM events ORDER BY rowid"
+            ).fetchall()
+        for seq, time, kind, data, prev_hash, stored in rows:
+            if seq != expected_seq:
+                problems.append(ChainProblem(seq, f"record {expected_seq} is missing or out of order"))
+            if prev_hash != prev:
+                problems.append(
+                    ChainProblem(seq, "does not follow the previous record (deleted or reordered)")
+                )
+            if event_hash(prev_hash, seq, time, kind, data) != stored:
+                problems.append(ChainProblem(seq, "was edited after it was written"))
+            prev = stored
+            expected_seq = seq + 1
+        return problems
+
+    def export_csv(self, path: Path) -> int:
+        events = self.events()
+        with atomic_writer(path, 0o644) as handle:
+            text = _csv_text(events)
+            handle.write(text.encode("utf-8"))
+        return len(events)
+
+
+def _csv_text(events: list[dict[str, Any]]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["seq", "time", "kind", "data", "prev_hash", "hash"])
+    for event in events:
+        writer.writerow(
+            [
+                event["seq"],
+                event["time"],
+                event["kind"],
+                json.dumps(event["data"], sort_keys=True),
+                event["prev_hash"],
+                event["hash"],
+            ]
+        )
+    return buffer.getvalue()

@@ -1,0 +1,530 @@
+"""Restore a source from a snapshot, with the production guard (design section 7).
+
+A database goes into a new (or empty) database, never into a configured source database,
+recognised by the server's system identifier plus database name, whatever host alias is used.
+Folders, .env files and git repositories go into a new or empty directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from drgui.core import pgtools
+from drgui.core.destinations.base import Destination
+from drgui.core.errors import Cancelled, OperationFailed, UsageError
+from drgui.core.pipeline import read_part
+from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
+from drgui.core.snapshot import snapshot_prefix
+from drgui.core.sources.base import pump_in_thread
+from drgui.core.sources.postgres import (
+    PostgresSource,
+    child_env,
+    connect_error,
+    count_rows,
+    describe_conninfo,
+    split_dsn,
+)
+from drgui.core.verify import load_manifest
+from drgui.core.workspace import Workspace
+
+
+@dataclass
+class RestoreResult:
+    snapshot_id: str
+    source: str
+    target: str
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c["ok"] for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "snapshot": self.snapshot_id,
+            "source": self.source,
+            "target": self.target,
+            "checks": self.checks,
+            "warnings": self.warnings,
+        }
+
+
+def resolve_snapshot(dest: Destination, wanted: str | None) -> str:
+    ids = dest.snapshot_ids()
+    if not ids:
+        raise OperationFailed(
+            f"Destination '{dest.name}' holds no complete snapshot.",
+            hint="Run `drgui backup` first, or pick another destination with --dest.",
+        )
+    if wanted in (None, "", "latest"):
+        return ids[-1]
+    if wanted not in ids:
+        matches = [i for i in ids if i.startswith(wanted)]  # type: ignore[arg-type]
+        if len(matches) == 1:
+            return matches[0]
+        raise UsageError(
+            f"Snapshot {wanted} is not on destination '{dest.name}'.",
+            hint="List them with `drgui snapshots`.",
+        )
+    return wanted  # type: ignore[return-value]
+
+
+def source_entry(manifest: dict[str, Any], source_name: str) -> dict[str, Any]:
+    for entry in manifest["sources"]:
+        if entry["name"] == source_name:
+            return entry
+    names = ", ".join(e["name"] for e in manifest["sources"])
+    raise UsageError(f"The snapshot has no source named '{source_name}'.", hint=f"It holds: {names}.")
+
+
+# --- the production guard --------------------------------------------------------------------------------
+def _server_key(conn: psycopg.Connection) -> str:
+    """What identifies a server whatever alias reached it: its system identifier (or start time + port)."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        if row and row[0]:
+            return f"sysid:{row[0]}"
+    except psycopg.Error:
+        pass
+    row = conn.execute("SELECT pg_postmaster_start_time()::text, current_setting('port')").fetchone()
+    return f"started:{row[0]}:port:{row[1]}"  # type: ignore[index]
+
+
+def _connect(params: dict[str, str], password: str | None, dbname: str) -> psycopg.Connection:
+    kwargs: dict[str, Any] = {"connect_timeout": 10, "autocommit": True}
+    if password:
+        kwargs["password"] = password
+    try:
+        return psycopg.connect(make_conninfo(**{**params, "dbname": dbname}), **kwargs)
+    except psycopg.Error as error:
+        raise connect_error(
+            error, f"the restore target ({describe_conninfo({**params, 'dbname': dbname})})"
+        ) from None
+
+
+def _production_keys(ws: Workspace) -> dict[tuple[str, str], str]:
+    """(server key, database) of every configured postgres source that answers."""
+    keys = {}
+    for source in ws.sources():
+        if isinstance(source, PostgresSource):
+            try:
+                with source.connect() as conn:
+                    keys[(_server_key(conn), str(source.params.get("dbname")))] = source.name
+            except OperationFailed:
+                continue
+    return keys
+
+
+def _target_database_is_empty(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' "
+        "AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')"
+    ).fetchone()
+    return int(row[0]) == 0  # type: ignore[index]
+
+
+def prepare_database_target(
+    ws: Workspace, to_dsn: str, *, clean: bool, manifest_identity: tuple[str | None, str] | None = None
+) -> tuple[dict[str, str], str | None]:
+    """Refuse production and non-empty targets; create the database when it does not exist yet."""
+    params, password = split_dsn(to_dsn)
+    dbname = params["dbname"]
+    maintenance = _connect(params, password, "postgres" if dbname != "postgres" else "template1")
+    try:
+        server = _server_key(maintenance)
+        production = _production_keys(ws)
+        if manifest_identity and manifest_identity[0]:
+            production.setdefault(
+                (f"sysid:{manifest_identity[0]}", manifest_identity[1]), "(snapshot's source)"
+            )
+        if (server, dbname) in production:
+            raise UsageError(
+                f"Refused: {describe_conninfo(params)} is the production database of source "
+                f"'{production[(server, dbname)]}' (same server, same database name).",
+                hint="Restore into a NEW database (e.g. add _restore to the name), check it, then switch "
+                "DATABASE_URL to it. drgui never restores over a live source database.",
+            )
+        exists = maintenance.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            maintenance.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(dbname))
+            )
+            return params, password
+    finally:
+        maintenance.close()
+    with _connect(params, password, dbname) as conn:
+        if not _target_database_is_empty(conn) and not clean:
+            raise UsageError(
+                f"Refused: the target database '{dbname}' is not empty.",
+                hint="Restore into a new database name, or pass --clean to drop what is there first.",
+            )
+    return params, password
+
+
+# --- restores ------------------------------------------------------------------------------------------
+def _decrypt_to_file(
+    dest: Destination,
+    snapshot_id: str,
+    part: dict[str, Any],
+    identity: str,
+    path: Path,
+    cancel: CancelToken,
+    meter: RateMeter | None,
+) -> None:
+    with dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as reader, open(path, "wb") as out:
+        size, digest, _ = read_part(part, reader, identity, out, cancel, meter)
+    if size != part["size"] or digest != part["sha256"]:
+        raise OperationFailed(f"{part['path']}: decrypted content does not match the manifest; not restored.")
+
+
+def _part(entry: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((p for p in entry["parts"] if p["name"] == name), None)
+
+
+def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One check per table of the manifest: the exact row count after restore."""
+    found = {(t["schema"], t["table"]): t["rows"] for t in actual}
+    checks = []
+    for table in expected:
+        key = (table["schema"], table["table"])
+        rows = found.get(key)
+        name = f"rows {table['schema']}.{table['table']}"
+        if rows is None:
+            checks.append(
+                {"name": name, "ok": False, "detail": f"table missing (expected {table['rows']} rows)"}
+            )
+        else:
+            checks.append(
+                {
+                    "name": name,
+                    "ok": rows == table["rows"],
+                    "detail": f"{rows} rows"
+                    + ("" if rows == table["rows"] else f", expected {table['rows']}"),
+                }
+            )
+    return checks
+
+
+def restore_database(
+    ws: Workspace,
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    to_dsn: str,
+    *,
+    identity: str,
+    clean: bool = False,
+    no_owner: bool = False,
+    jobs: int | None = None,
+    progress: ProgressCallback = ignore_progress,
+    cancel: CancelToken | None = None,
+    guard: bool = True,
+) -> RestoreResult:
+    cancel = cancel or CancelToken()
+    if guard:
+        params, password = prepare_database_target(
+            ws,
+            to_dsn,
+            clean=clean,
+            manifest_identity=(entry.get("system_identifier"), entry.get("database", "")),
+        )
+    else:
+        params, password = split_dsn(to_dsn)
+    result = RestoreResult(snapshot_id, entry["name"], describe_conninfo(params))
+    part = _part(entry, "db.dump.zst")
+    if part is None:
+        raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
+    pg_restore = pgtools.find_tool("pg_restore")
+    ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="restore-", dir=ws.home.tmp_dir) as tmp:
+        dump = Path(tmp) / "db.dump"
+        progress(Progress("restore", entry["name"], "Downloading and decrypting the dump"))
+        _decrypt_to_file(
+            dest,
+            snapshot_id,
+            part,
+            identity,
+            dump,
+            cancel,
+            RateMeter(progress, "restore", entry["name"], part["cipher_size"]),
+        )
+        cancel.check()
+        argv = [
+            str(pg_restore),
+            "--no-password",
+            f"--jobs={jobs or max(2, os.cpu_count() or 2)}",
+            f"--dbname={make_conninfo(**params)}",
+        ]
+        if clean:
+            argv += ["--clean", "--if-exists"]
+        if no_owner:
+            argv += ["--no-owner", "--no-privileges"]
+        progress(Progress("restore", entry["name"], "Running pg_restore"))
+        process = subprocess.Popen(
+            [*argv, str(dump)],
+            env=child_env(password),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            while True:
+                try:
+                    _, stderr = process.communicate(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel.cancelled:
+                        process.terminate()
+                        process.communicate()
+                        raise Cancelled(
+                            "Restore cancelled; the target database may hold part of the data."
+                        ) from None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        if process.returncode != 0:
+            lines = stderr.decode(errors="replace").strip().splitlines()
+            result.warnings.append("pg_restore reported errors: " + " | ".join(lines[-5:]))
+            result.checks.append({"name": "pg_restore", "ok": False, "detail": " | ".join(lines[-3:])})
+        else:
+            result.checks.append({"name": "pg_restore", "ok": True, "detail": "exit 0"})
+    progress(Progress("restore", entry["name"], "Counting rows"))
+    with _connect(params, password, params["dbname"]) as conn:
+        actual = count_rows(conn)
+    result.checks.extend(compare_row_counts(entry.get("tables", []), actual))
+    return result
+
+
+def _ensure_empty_dir(path: Path, overwrite: bool) -> None:
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise UsageError(
+            f"Refused: {path} is not empty.",
+            hint="Restore into a new or empty directory (or pass --overwrite after careful thought).",
+        )
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def restore_folder(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    to_dir: Path,
+    *,
+    identity: str,
+    progress: ProgressCallback = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> RestoreResult:
+    cancel = cancel or CancelToken()
+    part = _part(entry, "files.tar.zst")
+    if part is None:
+        raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
+    result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    writer = os.fdopen(write_fd, "wb")
+    outcome: dict[str, Any] = {}
+
+    def produce() -> None:
+        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
+            outcome["plain"] = read_part(
+                part,
+                cipher,
+                identity,
+                writer,
+                cancel,
+                RateMeter(progress, "restore", entry["name"], part["cipher_size"]),
+            )
+
+    thread, errors = pump_in_thread(produce)
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:
+            tar.extractall(to_dir, filter="data")
+    except tarfile.TarError as error:
+        errors.append(OperationFailed(f"{part['path']}: the archive is damaged: {error}"))
+    finally:
+        reader.close()
+        thread.join()
+    if errors:
+        raise errors[0]
+    result.checks.extend(compare_files(entry.get("files", []), to_dir))
+    return result
+
+
+def compare_files(expected: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
+    """Every file of the manifest exists with the same size and sha256."""
+    bad = []
+    count = 0
+    for item in expected:
+        if "sha256" not in item:
+            continue
+        count += 1
+        path = root / item["path"]
+        try:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while chunk := handle.read(1024 * 1024):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            bad.append(f"{item['path']} missing")
+            continue
+        if digest.hexdigest() != item["sha256"]:
+            bad.append(f"{item['path']} differs")
+    detail = (
+        f"{count} files match" if not bad else f"{len(bad)} of {count} files wrong: " + ", ".join(bad[:5])
+    )
+    return [{"name": "files", "ok": not bad, "detail": detail}]
+
+
+def restore_env(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    to_dir: Path,
+    *,
+    identity: str,
+    overwrite: bool = False,
+    cancel: CancelToken | None = None,
+) -> RestoreResult:
+    part = _part(entry, "env")
+    if part is None:
+        raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
+    to_dir.mkdir(parents=True, exist_ok=True)
+    target = to_dir / Path(entry.get("path", ".env")).name
+    if target.exists() and not overwrite:
+        raise UsageError(f"Refused: {target} exists.", hint="Choose another directory, or pass --overwrite.")
+    tmp = target.with_name(target.name + ".drgui-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    try:
+        _decrypt_to_file(dest, snapshot_id, part, identity, tmp, cancel or CancelToken(), None)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    result = RestoreResult(snapshot_id, entry["name"], str(target))
+    result.checks.append(
+        {"name": "env", "ok": True, "detail": f"{len(entry.get('keys', []))} keys, sha256 matches"}
+    )
+    return result
+
+
+def restore_git(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    to_dir: Path,
+    *,
+    identity: str,
+    cancel: CancelToken | None = None,
+) -> RestoreResult:
+    part = _part(entry, "repo.bundle")
+    if part is None:
+        raise OperationFailed(f"The snapshot has no git bundle for source '{entry['name']}'.")
+    _ensure_empty_dir(to_dir, False)
+    bundle = to_dir.parent / f".{to_dir.name}.bundle"
+    try:
+        _decrypt_to_file(dest, snapshot_id, part, identity, bundle, cancel or CancelToken(), None)
+        shutil.rmtree(to_dir)
+        clone = subprocess.run(
+            ["git", "clone", "--quiet", str(bundle), str(to_dir)], capture_output=True, text=True, check=False
+        )
+        if clone.returncode != 0:
+            raise OperationFailed(f"git clone from the bundle failed: {clone.stderr.strip()}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            bundle.unlink()
+    head = subprocess.run(
+        ["git", "-C", str(to_dir), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
+    result.checks.append({"name": "git HEAD", "ok": head == entry.get("head"), "detail": head})
+    return result
+
+
+def restore(
+    ws: Workspace,
+    snapshot: str | None,
+    source_name: str,
+    *,
+    to_dsn: str | None = None,
+    to_dir: Path | None = None,
+    dest_name: str | None = None,
+    clean: bool = False,
+    overwrite: bool = False,
+    no_owner: bool = False,
+    progress: ProgressCallback = ignore_progress,
+    cancel: CancelToken | None = None,
+) -> RestoreResult:
+    dest = ws.destination(dest_name) if dest_name else ws.default_read_destination()
+    snapshot_id = resolve_snapshot(dest, snapshot)
+    identity = ws.identity()
+    manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
+    entry = source_entry(manifest, source_name)
+    kind = entry["kind"]
+    run_id = ws.history.start_run("restore", target=source_name, snapshot_id=snapshot_id)
+    try:
+        if kind == "postgres":
+            if not to_dsn:
+                raise UsageError(
+                    "Restoring a database needs --to-dsn.", hint="Name a NEW database, e.g. ..._restore."
+                )
+            result = restore_database(
+                ws,
+                dest,
+                snapshot_id,
+                entry,
+                to_dsn,
+                identity=identity,
+                clean=clean,
+                no_owner=no_owner,
+                progress=progress,
+                cancel=cancel,
+            )
+        elif to_dir is None:
+            raise UsageError(f"Restoring a {kind} source needs --to-dir.")
+        elif kind in ("folder", "s3"):
+            live = Path(entry.get("path", "")).expanduser() if entry.get("path") else None
+            if live and to_dir.resolve() == live.resolve() and not overwrite:
+                raise UsageError(
+                    f"Refused: {to_dir} is the live folder of source '{source_name}'.",
+                    hint="Restore into a new directory, compare, then move files over.",
+                )
+            _ensure_empty_dir(to_dir, overwrite)
+            result = restore_folder(
+                dest, snapshot_id, entry, to_dir, identity=identity, progress=progress, cancel=cancel
+            )
+        elif kind == "env":
+            result = restore_env(
+                dest, snapshot_id, entry, to_dir, identity=identity, overwrite=overwrite, cancel=cancel
+            )
+        elif kind == "git":
+            result = restore_git(dest, snapshot_id, entry, to_dir, identity=identity, cancel=cancel)
+        else:
+            raise UsageError(f"Cannot restore a source of kind '{kind}'.")
+    except BaseException as error:
+        ws.history.finish_run(
+            run_id,
+            "cancelled" if isinstance(error, Cancelled) else "failed",
+            detail={"error": getattr(error, "message", type(error).__name__)},
+        )
+        raise
+    ws.history.finish_run(run_id, "ok" if result.ok else "failed", detail=result.to_json())
+    return result

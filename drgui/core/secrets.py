@@ -1,0 +1,196 @@
+"""Every secret lives in the OS keyring under service 'drgui', username '<plan>/<kind>/<name>/<field>'.
+
+Plaintext-file, null and fail backends are refused: a backup tool that leaves the keys to the
+business in a readable file has failed before it starts. A locked keyring is its own state.
+Values read or written here are also remembered (in this process only) so `redact()` can scrub
+them from any text that is about to be shown or logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+
+import keyring
+import keyring.backend
+import keyring.errors
+
+from drgui.core.errors import EnvironmentNotReady, KeyringLocked
+
+SERVICE = "drgui"
+
+_REFUSED_MODULES = ("keyring.backends.null", "keyring.backends.fail", "keyrings.alt")
+_FIX = (
+    "Use the desktop's keyring: on Linux install and unlock GNOME Keyring or KWallet (the Secret Service; "
+    "`apt install gnome-keyring`), on a headless server start one with "
+    "`dbus-run-session -- sh -c 'gnome-keyring-daemon --unlock --components=secrets; drgui ...'`; "
+    "macOS Keychain and Windows Credential Manager work as they are. "
+    "Remove PYTHON_KEYRING_BACKEND or keyrings.alt if they select a plaintext file."
+)
+
+_known_values: set[str] = set()
+_known_lock = threading.Lock()
+
+
+def remember(value: str | None) -> None:
+    """Mark a value as secret for `redact()`; short values are ignored (they would redact ordinary words)."""
+    if value and len(value) >= 6:
+        with _known_lock:
+            _known_values.add(value)
+
+
+def redact(text: str) -> str:
+    """Replace every secret value seen by this process with '***'."""
+    with _known_lock:
+        values = sorted(_known_values, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    usable: bool
+    locked: bool
+    problem: str | None
+
+
+def _backend_name(backend: keyring.backend.KeyringBackend) -> str:
+    return f"{type(backend).__module__}.{type(backend).__qualname__}"
+
+
+def _leaf_backends(backend: keyring.backend.KeyringBackend) -> list[keyring.backend.KeyringBackend]:
+    inner = getattr(backend, "backends", None)
+    return list(inner) if isinstance(inner, list | tuple) else [backend]
+
+
+def _secret_service_locked(backend: keyring.backend.KeyringBackend) -> bool:
+    """True when the Secret Service's default collection is locked (checked without prompting)."""
+    if not type(backend).__module__.endswith("SecretService"):
+        return False
+    import secretstorage
+
+    connection = secretstorage.dbus_init()
+    try:
+        collection = secretstorage.get_default_collection(connection)
+        return bool(collection.is_locked())
+    except secretstorage.exceptions.SecretStorageException:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+def _refused(backend: keyring.backend.KeyringBackend) -> bool:
+    return _backend_name(backend).startswith(_REFUSED_MODULES)
+
+
+def chosen_backend() -> keyring.backend.KeyringBackend | None:
+    """The backend drgui talks to: the highest-priority acceptable one, never a chainer that could fall
+    back to a plaintext file when the real keyring fails."""
+    for leaf in _leaf_backends(keyring.get_keyring()):
+        if not _refused(leaf):
+            return leaf
+    return None
+
+
+def backend_status() -> BackendStatus:
+    backend = keyring.get_keyring()
+    leaves = _leaf_backends(backend)
+    names = ", ".join(_backend_name(b) for b in leaves) or _backend_name(backend)
+    refused = [b for b in leaves if _refused(b)]
+    if not leaves or len(refused) == len(leaves):
+        kind = (
+            "stores secrets in a plaintext file"
+            if any("keyrings.alt" in _backend_name(b) for b in refused)
+            else ("cannot store secrets")
+        )
+        return BackendStatus(names, False, False, f"The keyring backend {names} {kind}; drgui refuses it.")
+    try:
+        chosen = chosen_backend()
+        locked = chosen is not None and _secret_service_locked(chosen)
+    except Exception as error:
+        return BackendStatus(names, False, False, f"The keyring backend {names} does not answer: {error}.")
+    name = _backend_name(chosen) if chosen is not None else names
+    return BackendStatus(name, True, locked, "The keyring is locked." if locked else None)
+
+
+def require_keyring() -> BackendStatus:
+    """Raise EnvironmentNotReady (exit 3) unless a real, unlocked keyring is active."""
+    status = backend_status()
+    if not status.usable:
+        raise EnvironmentNotReady(status.problem or "No keyring.", hint=_FIX)
+    if status.locked:
+        raise KeyringLocked(
+            f"The keyring ({status.name}) is locked.",
+            hint="Unlock it (log in to the desktop, or open 'Passwords and Keys' and unlock 'Login'), then try again.",
+        )
+    return status
+
+
+def unlock_keyring() -> bool:
+    """Ask the Secret Service to unlock its default collection (shows the desktop's prompt)."""
+    leaf = chosen_backend()
+    if leaf is not None and type(leaf).__module__.endswith("SecretService"):
+        import secretstorage
+
+        connection = secretstorage.dbus_init()
+        try:
+            collection = secretstorage.get_default_collection(connection)
+            if collection.is_locked():
+                return not collection.unlock()
+            return True
+        finally:
+            connection.close()
+    return backend_status().usable
+
+
+class SecretStore:
+    """The keyring entries of one plan."""
+
+    def __init__(self, plan_id: str) -> None:
+        self.plan_id = plan_id
+        self._backend: keyring.backend.KeyringBackend | None = None
+
+    def _ensure(self) -> keyring.backend.KeyringBackend:
+        if self._backend is None:
+            require_keyring()
+            self._backend = chosen_backend()
+        assert self._backend is not None
+        return self._backend
+
+    def username(self, kind: str, name: str, field: str) -> str:
+        return f"{self.plan_id}/{kind}/{name}/{field}"
+
+    def set(self, kind: str, name: str, field: str, value: str) -> None:
+        backend = self._ensure()
+        remember(value)
+        try:
+            backend.set_password(SERVICE, self.username(kind, name, field), value)
+        except keyring.errors.KeyringError as error:
+            raise EnvironmentNotReady(
+                f"Could not store the {field} of {kind} '{name}' in the keyring: {type(error).__name__}.",
+                hint=_FIX,
+            ) from None
+
+    def get(self, kind: str, name: str, field: str) -> str | None:
+        backend = self._ensure()
+        try:
+            value = backend.get_password(SERVICE, self.username(kind, name, field))
+        except keyring.errors.KeyringLocked:
+            raise KeyringLocked("The keyring is locked.", hint="Unlock it, then try again.") from None
+        except keyring.errors.KeyringError as error:
+            raise EnvironmentNotReady(
+                f"Could not read the {field} of {kind} '{name}' from the keyring: {type(error).__name__}.",
+                hint=_FIX,
+            ) from None
+        remember(value)
+        return value
+
+    def delete(self, kind: str, name: str, field: str) -> None:
+        backend = self._ensure()
+        with contextlib.suppress(keyring.errors.PasswordDeleteError):
+            backend.delete_password(SERVICE, self.username(kind, name, field))

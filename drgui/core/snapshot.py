@@ -1,0 +1,161 @@
+"""Snapshot format version 1: ids, the plaintext index and the encrypted manifest.
+
+<dest root>/identity.age
+<dest root>/snapshots/<id>/index.json       plaintext, no secrets, self-checking
+<dest root>/snapshots/<id>/manifest.age     encrypted JSON manifest
+<dest root>/snapshots/<id>/parts/<source>/<part>.age
+See docs/snapshot-format.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets as _random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from drgui import FORMAT_VERSION
+from drgui.core.errors import OperationFailed
+
+SNAPSHOT_ID_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+SNAPSHOTS_DIR = "snapshots"
+IDENTITY_FILE = "identity.age"
+INDEX_FILE = "index.json"
+MANIFEST_FILE = "manifest.age"
+
+
+def new_snapshot_id(start: datetime) -> str:
+    return start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(4)
+
+
+def snapshot_time(snapshot_id: str) -> datetime:
+    return datetime.strptime(snapshot_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def is_snapshot_id(name: str) -> bool:
+    return bool(SNAPSHOT_ID_RE.match(name))
+
+
+def part_key(source: str, filename: str) -> str:
+    return f"parts/{source}/{filename}.age"
+
+
+@dataclass
+class PartRecord:
+    """One encrypted file of a snapshot. `size`/`sha256` describe the plaintext after zstd -d (or as is)."""
+
+    source: str
+    name: str  # e.g. db.dump.zst (stored as parts/<source>/<name>.age)
+    compressed: bool
+    size: int = 0
+    sha256: str = ""
+    cipher_size: int = 0
+    cipher_sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return part_key(self.source, self.name)
+
+    def to_index(self) -> dict[str, Any]:
+        return {
+            "path": self.key,
+            "source": self.source,
+            "size": self.cipher_size,
+            "sha256": self.cipher_sha256,
+        }
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {
+            "path": self.key,
+            "source": self.source,
+            "name": self.name,
+            "compressed": self.compressed,
+            "size": self.size,
+            "sha256": self.sha256,
+            "cipher_size": self.cipher_size,
+            "cipher_sha256": self.cipher_sha256,
+        }
+
+
+@dataclass
+class Index:
+    """index.json: what a keyless check needs. A checksum over its canonical form catches any flipped byte."""
+
+    snapshot_id: str
+    time: str
+    plan_id: str
+    sources: list[dict[str, str]]  # [{"name", "kind"}]
+    parts: list[dict[str, Any]]  # [{"path", "source", "size", "sha256"}]
+    manifest: dict[str, Any]  # {"path", "size", "sha256"}
+    end_time: str = ""
+    drgui_version: str = ""
+    format: int = FORMAT_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "id": self.snapshot_id,
+            "time": self.time,
+            "end_time": self.end_time,
+            "plan": self.plan_id,
+            "drgui_version": self.drgui_version,
+            "sources": self.sources,
+            "parts": self.parts,
+            "manifest": self.manifest,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def to_bytes(self) -> bytes:
+        body = self._body()
+        body["index_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+        return _canonical(body, pretty=True) + b"\n"
+
+    @property
+    def total_size(self) -> int:
+        return sum(int(p["size"]) for p in self.parts) + int(self.manifest.get("size", 0))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = "index.json") -> Index:
+        try:
+            body = json.loads(data.decode("utf-8"))
+            claimed = body.pop("index_sha256")
+            if hashlib.sha256(_canonical(body)).hexdigest() != claimed:
+                raise ValueError("checksum mismatch")
+            index = cls(
+                snapshot_id=body["id"],
+                time=body["time"],
+                plan_id=body["plan"],
+                sources=body["sources"],
+                parts=body["parts"],
+                manifest=body["manifest"],
+                end_time=body.get("end_time", ""),
+                drgui_version=body.get("drgui_version", ""),
+                format=body["format"],
+                extra=body.get("extra", {}),
+            )
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise OperationFailed(
+                f"{where} is corrupt ({error}).", hint="Use another snapshot or destination."
+            ) from None
+        if index.to_bytes() != data:
+            raise OperationFailed(f"{where} is corrupt (bytes differ from its canonical form).")
+        if index.format != FORMAT_VERSION:
+            raise OperationFailed(
+                f"{where} is snapshot format {index.format}; this drgui reads format {FORMAT_VERSION}.",
+                hint="Install a drgui version that reads it.",
+            )
+        return index
+
+
+def _canonical(body: dict[str, Any], pretty: bool = False) -> bytes:
+    if pretty:
+        return json.dumps(body, sort_keys=True, indent=1, ensure_ascii=True).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def snapshot_prefix(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS_DIR}/{snapshot_id}"

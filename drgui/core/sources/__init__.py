@@ -1,0 +1,1 @@
+"""Sources: one module per kind, one Source interface (base.py)."""

@@ -1,0 +1,91 @@
+"""One plan opened for work: its home, config, keyring entries and history, and helpers to open its parts."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from drgui.core import config as config_module
+from drgui.core.config import Plan
+from drgui.core.destinations.base import Destination
+from drgui.core.destinations.local import LocalDestination
+from drgui.core.destinations.registry import open_destination
+from drgui.core.errors import EnvironmentNotReady
+from drgui.core.history import History
+from drgui.core.home import Home
+from drgui.core.secrets import SecretStore
+from drgui.core.snapshot import IDENTITY_FILE
+from drgui.core.sources.base import Source
+from drgui.core.sources.registry import open_source
+
+IDENTITY_KEY = ("plan", "identity", "age")
+LOCAL_KINDS = ("local", "drive")
+
+
+class Workspace:
+    def __init__(self, home: Home, plan: Plan | None = None) -> None:
+        self.home = home
+        self._plan = plan
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = config_module.load(self.home)
+        return self._plan
+
+    def reload(self) -> Plan:
+        self._plan = None
+        return self.plan
+
+    def save(self) -> None:
+        config_module.save(self.home, self.plan)
+
+    @cached_property
+    def store(self) -> SecretStore:
+        return SecretStore(self.plan.plan_id)
+
+    @cached_property
+    def history(self) -> History:
+        return History(self.home.history_path)
+
+    @property
+    def wrapped_identity_path(self):
+        return self.home.path / IDENTITY_FILE
+
+    def identity(self) -> str:
+        """The plan's private age identity, from the keyring."""
+        value = self.store.get(*IDENTITY_KEY)
+        if not value:
+            raise EnvironmentNotReady(
+                "The plan's private key is not in this machine's keyring.",
+                hint="Import it with `drgui kit import` (recovery kit + passphrase), or run `drgui init` for a new plan.",
+            )
+        return value
+
+    def sources(self, names: list[str] | None = None) -> list[Source]:
+        configs = [self.plan.source(n) for n in names] if names else list(self.plan.sources)
+        return [open_source(c, self.store) for c in configs]
+
+    def destinations(self, names: list[str] | None = None) -> list[Destination]:
+        configs = [self.plan.destination(n) for n in names] if names else list(self.plan.destinations)
+        return [open_destination(c, self.store) for c in configs]
+
+    def destination(self, name: str) -> Destination:
+        return open_destination(self.plan.destination(name), self.store)
+
+    def queue_destination(self) -> LocalDestination:
+        return LocalDestination.at(self.home.queue_dir, "queue")
+
+    def default_read_destination(self) -> Destination:
+        """Where a restore or drill reads from by default: the one a fresh machine would use (S3 first)."""
+        dests = self.destinations()
+        if not dests:
+            from drgui.core.errors import UsageError
+
+            raise UsageError("The plan has no destination.", hint="Add one with `drgui dest add`.")
+        for dest in dests:
+            if dest.kind == "s3":
+                return dest
+        for dest in dests:
+            if dest.available() and dest.snapshot_ids():
+                return dest
+        return dests[0]

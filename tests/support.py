@@ -1,0 +1,19 @@
+"""Helpers for integration tests: skip when a real component is missing, fail instead in CI."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_ENV = "DRGUI_REQUIRE_INTEGRATION"
+REQUIRE = os.environ.get(REQUIRE_ENV) == "1"
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip the test when a real component is missing — or fail, in CI (DRGUI_REQUIRE_INTEGRATION=1)."""
+    if condition:
+        return
+    if REQUIRE or os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{what} is missing and {REQUIRE_ENV}=1 requires it", pytrace=False)
+    pytest.skip(f"needs {what}")
