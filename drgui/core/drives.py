@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import plistlib
 import re
 import shutil
@@ -420,8 +421,16 @@ def _windows_encryption(row: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- running the tools
 
 
+RECORDED_DRIVES_ENV = "DRGUI_DRIVES_JSON"
+"""Path of a recorded `lsblk --json` output to use instead of asking the OS (tests and demos)."""
+
+
 def list_drives(platform: str | None = None, runner: Runner = subprocess.run) -> list[Drive]:
     """Removable drives plugged in now, with free space read from each mounted filesystem."""
+    recorded = os.environ.get(RECORDED_DRIVES_ENV)
+    if recorded:
+        drives = parse_lsblk(Path(recorded).read_text(encoding="utf-8"))
+        return [_with_free_space(drive) for drive in drives if drive.removable]
     family = _os_family(platform)
     if family == "linux":
         drives = _list_linux(runner)

@@ -35,6 +35,37 @@ def env_keys(text: str) -> list[str]:
     return keys
 
 
+def env_value_digests(text: str) -> dict[str, str]:
+    """sha256 of each key's raw value (the last assignment wins), to tell changed keys without keeping values."""
+    digests: dict[str, str] = {}
+    current: str | None = None
+    value_lines: list[str] = []
+    in_multiline: str | None = None
+
+    def finish() -> None:
+        if current is not None:
+            digests[current] = hashlib.sha256("\n".join(value_lines).encode("utf-8")).hexdigest()
+
+    for line in text.splitlines():
+        if in_multiline:
+            value_lines.append(line)
+            if line.rstrip().endswith(in_multiline):
+                in_multiline = None
+            continue
+        match = _KEY_RE.match(line)
+        if not match:
+            continue
+        finish()
+        current = match.group(1)
+        value = line[match.end() :].strip()
+        value_lines = [value]
+        for quote in ('"', "'"):
+            if value.startswith(quote) and (len(value) == 1 or not value.endswith(quote)):
+                in_multiline = quote
+    finish()
+    return digests
+
+
 def key_changes(old: list[str], new: list[str]) -> dict[str, list[str]]:
     return {"added": [k for k in new if k not in old], "removed": [k for k in old if k not in new]}
 
