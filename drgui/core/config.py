@@ -18,6 +18,7 @@ import tomli_w
 from drgui.core.errors import UsageError
 from drgui.core.fsutil import atomic_write_text
 from drgui.core.home import Home
+from drgui.core.schedule import PRESETS
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 SOURCE_KINDS = ("postgres", "folder", "env", "s3", "git")
@@ -40,7 +41,7 @@ def parse_duration(text: str | int) -> int:
 
 def format_duration(seconds: float) -> str:
     """14400 -> '4h'; 5400 -> '1h 30m'; 42 -> '42s'."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     if seconds < 60:
         return f"{seconds}s"
     parts = []
@@ -84,11 +85,7 @@ class DestConfig:
         return data
 
 
-DEFAULT_SCHEDULE = {
-    "backup": "FREQ=DAILY;BYHOUR=2;BYMINUTE=0;BYSECOND=0",
-    "weekly_review": "FREQ=WEEKLY;BYDAY=SU;BYHOUR=19;BYMINUTE=0;BYSECOND=0",
-    "drill": "FREQ=MONTHLY;BYDAY=1SU;BYHOUR=19;BYMINUTE=0;BYSECOND=0",
-}
+DEFAULT_SCHEDULE = dict(PRESETS)
 
 
 @dataclass

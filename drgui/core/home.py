@@ -15,11 +15,16 @@ HOME_ENV = "DRGUI_HOME"
 class Home:
     path: Path
 
+    @staticmethod
+    def default_path() -> Path:
+        """The platform's per-user data directory (what the OS timer and autostart use)."""
+        return Path(platformdirs.user_data_dir("drgui", appauthor=False)).expanduser().absolute()
+
     @classmethod
     def resolve(cls, explicit: str | os.PathLike[str] | None = None) -> Home:
         """`--home`, else $DRGUI_HOME, else the platform's per-user data directory."""
-        chosen = explicit or os.environ.get(HOME_ENV) or platformdirs.user_data_dir("drgui", appauthor=False)
-        return cls(Path(chosen).expanduser().absolute())
+        chosen = explicit or os.environ.get(HOME_ENV)
+        return cls(Path(chosen).expanduser().absolute() if chosen else cls.default_path())
 
     @property
     def config_path(self) -> Path:
