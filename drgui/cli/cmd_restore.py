@@ -14,6 +14,8 @@ def register(sub, common) -> None:
     parser.add_argument("--source", required=True, metavar="NAME")
     parser.add_argument("--to-dsn", help="postgres: target database (a new one; created when missing)")
     parser.add_argument("--to-dir", help="folder, env, git: a new or empty directory")
+    parser.add_argument("--to-bucket", help="s3: restore the objects into this bucket")
+    parser.add_argument("--to-prefix", default="", help="s3: key prefix in --to-bucket")
     parser.add_argument("--dest", metavar="NAME", help="read from this destination")
     parser.add_argument(
         "--clean", action="store_true", help="postgres: drop objects in a non-empty target first"
@@ -34,6 +36,8 @@ def run(args, out) -> int:
         clean=args.clean,
         overwrite=args.overwrite,
         no_owner=args.no_owner,
+        to_bucket=args.to_bucket,
+        to_prefix=args.to_prefix,
         progress=out.progress,
     )
     bad = [c for c in result.checks if not c["ok"]]

@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS queue (
     last_error TEXT,
     PRIMARY KEY (snapshot_id, destination)
 );
+CREATE TABLE IF NOT EXISTS pins (
+    snapshot_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 """
 
 
@@ -169,6 +174,25 @@ class History:
             {"snapshot": r[0], "destination": r[1], "since": r[2], "attempts": r[3], "error": r[4]}
             for r in rows
         ]
+
+    # --- pins (snapshots prune must keep, e.g. the one behind the latest drill report) ----------
+    def pin(self, snapshot_id: str, reason: str) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT INTO pins(snapshot_id, reason, since) VALUES (?, ?, ?) "
+                "ON CONFLICT(snapshot_id) DO UPDATE SET reason=excluded.reason, since=excluded.since",
+                (snapshot_id, reason, now_iso()),
+            )
+
+    def unpin(self, snapshot_id: str) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM pins WHERE snapshot_id=?", (snapshot_id,))
+
+    def pinned(self) -> dict[str, str]:
+        """{snapshot id: reason} of every pinned snapshot."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT snapshot_id, reason FROM pins ORDER BY snapshot_id").fetchall()
+        return {r[0]: r[1] for r in rows}
 
     # --- audit log -----------------------------------------------------------------------------
     def append_event(self, kind: str, data: dict[str, Any]) -> None:

@@ -108,10 +108,16 @@ class LocalDestination(Destination):
     def available(self) -> bool:
         return self.root.is_dir()
 
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
     def ensure_root(self) -> None:
         with translate_os_errors(self.root, self.name):
             self.root.mkdir(parents=True, exist_ok=True)
             if not os.access(self.root, os.W_OK):
+                if hasattr(os, "statvfs") and os.statvfs(self.root).f_flag & os.ST_RDONLY:
+                    raise OSError(errno.EROFS, "read-only file system", str(self.root))
                 raise PermissionError(errno.EACCES, "not writable", str(self.root))
 
     @contextlib.contextmanager

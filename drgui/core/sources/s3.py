@@ -1,0 +1,231 @@
+"""A bucket/prefix of the product's uploads, captured as one tar stream (objects.tar.zst).
+
+The tar is produced in a thread into a pipe, as for folders; the manifest lists every object's key,
+size, ETag and sha256. Restores go into a directory (the folder restore) or into another bucket/prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, BinaryIO, NoReturn
+
+from drgui.core.errors import DestinationError, SourceError, UsageError
+from drgui.core.s3common import describe_location, error_code, make_client, raise_s3_error
+from drgui.core.sources.base import CaptureContext, PartStream, Source, pump_in_thread
+from drgui.core.sources.folder import _HashingFile
+
+
+class S3Source(Source):
+    kind = "s3"
+
+    @property
+    def bucket(self) -> str:
+        return str(self.config.settings["bucket"])
+
+    @property
+    def prefix(self) -> str:
+        return str(self.config.settings.get("prefix", "")).strip("/")
+
+    @cached_property
+    def client(self) -> Any:
+        return make_client(self.config.settings, self.store, "source", self.name)
+
+    def describe(self) -> str:
+        return describe_location(self.config.settings)
+
+    def _fail(self, error: BaseException, action: str) -> NoReturn:
+        try:
+            raise_s3_error(error, f"S3 source '{self.name}'", self.bucket, action)
+        except DestinationError as translated:
+            raise SourceError(translated.message, translated.hint) from None
+
+    def preflight(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._list_prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as error:
+            self._fail(error, "list")
+
+    @property
+    def _list_prefix(self) -> str:
+        return self.prefix + "/" if self.prefix else ""
+
+    def objects(self) -> Iterator[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._list_prefix
+        )
+        try:
+            for page in pages:
+                yield from page.get("Contents", [])
+        except (ClientError, BotoCoreError) as error:
+            self._fail(error, "list")
+
+    def _write_tar(self, out: BinaryIO, files: list[dict[str, Any]], cancel) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for item in self.objects():
+                cancel.check()
+                key = item["Key"]
+                relative = key[len(self._list_prefix) :]
+                if not relative or relative.endswith("/"):
+                    continue  # "folder" placeholder objects
+                try:
+                    response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=item["ETag"])
+                except (ClientError, BotoCoreError) as error:
+                    if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
+                        continue  # deleted or replaced since the listing: the next run takes the new one
+                    self._fail(error, f"read {key}")
+                info = tarfile.TarInfo(relative)
+                info.size = int(response["ContentLength"])
+                info.mtime = int(item["LastModified"].timestamp())
+                info.mode = 0o644
+                hashing = _HashingFile(response["Body"])
+                try:
+                    tar.addfile(info, hashing)  # type: ignore[arg-type]
+                finally:
+                    response["Body"].close()
+                files.append(
+                    {
+                        "path": relative,
+                        "key": key,
+                        "size": info.size,
+                        "mtime": info.mtime,
+                        "etag": item["ETag"].strip('"'),
+                        "sha256": hashing.digest.hexdigest(),
+                    }
+                )
+
+    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+        files: list[dict[str, Any]] = []
+        read_fd, write_fd = os.pipe()
+        reader = os.fdopen(read_fd, "rb", buffering=0)
+        writer = os.fdopen(write_fd, "wb", buffering=1024 * 1024)
+
+        def produce() -> None:
+            with writer:
+                self._write_tar(writer, files, ctx.cancel)
+
+        thread, errors = pump_in_thread(produce)
+        try:
+            yield PartStream("objects.tar.zst", reader, compressed=True)
+        finally:
+            reader.close()
+            thread.join()
+        if errors:
+            if isinstance(errors[0], BrokenPipeError):
+                raise SourceError(f"S3 source '{self.name}': reading stopped early.")
+            raise errors[0]
+        ctx.manifest.update(
+            {
+                "bucket": self.bucket,
+                "prefix": self.prefix,
+                "endpoint_url": self.config.settings.get("endpoint_url"),
+                "files": files,
+                "file_count": len(files),
+                "bytes": sum(f["size"] for f in files),
+            }
+        )
+
+
+def restore_to_bucket(
+    source: S3Source,
+    tar_stream: BinaryIO,
+    entry: dict[str, Any],
+    to_bucket: str,
+    to_prefix: str,
+    *,
+    overwrite: bool = False,
+) -> list[dict[str, Any]]:
+    """Upload every object of the snapshot's tar to to_bucket/to_prefix; checks compare sha256 as sent."""
+
+    from boto3.s3.transfer import TransferConfig
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    to_prefix = to_prefix.strip("/")
+    if (to_bucket, to_prefix) == (entry.get("bucket"), entry.get("prefix", "")) and not overwrite:
+        raise UsageError(
+            f"Refused: s3://{to_bucket}/{to_prefix} is the live bucket/prefix of source '{entry['name']}'.",
+            hint="Restore into another bucket or prefix (--to-prefix restored/), check it, then switch; "
+            "or pass --overwrite after careful thought.",
+        )
+    expected = {f["path"]: f["sha256"] for f in entry.get("files", []) if "sha256" in f}
+    bad: list[str] = []
+    count = 0
+    config = TransferConfig(multipart_chunksize=64 * 1024 * 1024, max_concurrency=2)
+    with tarfile.open(fileobj=tar_stream, mode="r|") as tar:
+        for member in tar:
+            if not member.isreg():
+                continue
+            handle = tar.extractfile(member)
+            assert handle is not None
+            hashing = _HashingFile(handle)
+            key = f"{to_prefix}/{member.name}" if to_prefix else member.name
+            try:
+                source.client.upload_fileobj(hashing, to_bucket, key, Config=config)
+            except (ClientError, BotoCoreError) as error:
+                raise_s3_error(error, f"Restore of S3 source '{entry['name']}'", to_bucket, f"write {key}")
+            count += 1
+            if expected.get(member.name) != hashing.digest.hexdigest():
+                bad.append(member.name)
+    detail = (
+        f"{count} objects uploaded, sha256 match" if not bad else f"{len(bad)} differ: {', '.join(bad[:5])}"
+    )
+    if count != len(expected):
+        bad.append("count")
+        detail += f"; {count} of {len(expected)} objects restored"
+    return [{"name": "objects", "ok": not bad, "detail": detail}]
+
+
+def restore_bucket(
+    ws,
+    dest,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    to_bucket: str,
+    to_prefix: str,
+    *,
+    identity: str,
+    overwrite: bool = False,
+    cancel=None,
+    progress=None,
+):
+    """`restore ID --source NAME --to-bucket B [--to-prefix P]`: decrypt the tar and upload its objects."""
+    from drgui.core.pipeline import read_part
+    from drgui.core.progress import CancelToken, RateMeter, ignore_progress
+    from drgui.core.restore import RestoreResult, _part
+    from drgui.core.snapshot import snapshot_prefix
+
+    cancel = cancel or CancelToken()
+    source = ws.sources([entry["name"]])[0]
+    if not isinstance(source, S3Source):
+        raise UsageError(f"Source '{entry['name']}' is not an S3 source in this plan.")
+    part = _part(entry, "objects.tar.zst")
+    if part is None:
+        raise SourceError(f"The snapshot has no objects for source '{entry['name']}'.")
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    writer = os.fdopen(write_fd, "wb")
+
+    def produce() -> None:
+        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
+            meter = RateMeter(progress or ignore_progress, "restore", entry["name"], part["cipher_size"])
+            read_part(part, cipher, identity, writer, cancel, meter)
+
+    thread, errors = pump_in_thread(produce)
+    try:
+        checks = restore_to_bucket(source, reader, entry, to_bucket, to_prefix, overwrite=overwrite)
+    finally:
+        reader.close()
+        thread.join()
+    if errors:
+        raise errors[0]
+    result = RestoreResult(snapshot_id, entry["name"], f"s3://{to_bucket}/{to_prefix.strip('/')}")
+    result.checks.extend(checks)
+    return result
