@@ -157,6 +157,9 @@ def decrypt_stream(reader: BinaryIO, writer: BinaryIO, identity: str) -> None:
         raise OperationFailed(
             "Decryption failed: the data is corrupted or was encrypted for another key."
         ) from None
+    except OSError as error:
+        # pyrage reports a damaged chunk in the body (after a good header) as OSError("decryption error").
+        raise OperationFailed(f"Decryption failed: the data is corrupted ({error}).") from None
 
 
 def encrypt_bytes(data: bytes, recipient: str) -> bytes:

@@ -49,12 +49,17 @@ class HashingWriter(io.RawIOBase):
         self.raw = raw
         self.digest = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.raw.write(data)
+        try:
+            self.raw.write(data)
+        except OSError as error:
+            self.error = error  # pyrage turns it into EncryptError; _encrypt re-raises the original
+            raise
         self.digest.update(data)
         self.size += len(data)
         return len(data)
@@ -83,12 +88,15 @@ def write_part(
     return record
 
 
-def _encrypt(reader: BinaryIO, writer: BinaryIO, recipient: str, cancel: CancelToken | None) -> None:
+def _encrypt(reader: BinaryIO, writer: HashingWriter, recipient: str, cancel: CancelToken | None) -> None:
     try:
-        encrypt_stream(reader, writer, recipient)
+        encrypt_stream(reader, writer, recipient)  # type: ignore[arg-type]
     except OperationFailed:
         if cancel is not None and cancel.cancelled:
             raise Cancelled("Cancelled. Nothing half-written was kept.") from None
+        if writer.error is not None:
+            # The destination refused the write (disk full, read-only): let the destination name it.
+            raise writer.error from None
         raise
     if cancel is not None:
         cancel.check()
