@@ -1,0 +1,151 @@
+"""Start the app: `drgui gui`, `drgui demo`, and the `drgui-gui` entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtWidgets import QApplication
+
+from drgui.core.home import Home
+from drgui.core.workspace import Workspace
+from drgui.gui.controller import Controller
+from drgui.gui.icons import icon
+from drgui.gui.main_window import PAGES, MainWindow
+from drgui.gui.reminders import ReminderService
+from drgui.gui.tray import Actions, ReminderBanner, Tray
+
+log = logging.getLogger(__name__)
+
+
+class App(QObject):
+    """Everything one running app holds: controller, window, reminders, tray or banner fallback."""
+
+    def __init__(
+        self, ws: Workspace, *, tray: bool = True, demo=None, reminders: ReminderService | None = None
+    ) -> None:
+        super().__init__()
+        self.ws = ws
+        self.demo = demo  # keeps the demo's embedded PostgreSQL referenced while the app runs
+        self.controller = Controller(ws, parent=self)
+        self.window = MainWindow(self.controller, hide_on_close=False)
+        self.reminders = reminders or ReminderService(ws, status=self._cached_status, parent=self)
+        self.actions = Actions(self.controller, self.window, self.reminders)
+        self.tray: Tray | None = None
+        self.banner: ReminderBanner | None = None
+        if tray and Tray.available():
+            self.tray = Tray(self.actions, self.reminders, self.controller)
+            self.tray.show()
+            self.window.hide_on_close = True
+        else:
+            self.banner = ReminderBanner(self.actions, self.reminders)
+        self.actions.quit_requested.connect(self.quit)
+        self.window.quit_requested.connect(self.quit)
+
+    def _cached_status(self):
+        return self.controller.status
+
+    def start(self, page: str | None = None) -> None:
+        if page:
+            self.window.show_page(page)
+        self.window.show()
+        self.controller.refresh()
+        self.controller.refresh_timer.start()
+        self.reminders.start()
+
+    @Slot()
+    def quit(self) -> None:
+        """Cancel running work (it cleans up after itself), wait for it, then leave the event loop."""
+        self.controller.worker.cancel_all()
+        self.controller.worker.wait(60_000)
+        if self.tray is not None:
+            self.tray.icon.hide()
+        QApplication.quit()
+
+
+class Screenshotter(QObject):
+    """Screenshot mode: wait until the status is shown and the worker is idle, grab the window, quit."""
+
+    def __init__(self, app: App, path: Path) -> None:
+        super().__init__(app)
+        self.app = app
+        self.path = path
+        self.ticks = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.poll)
+
+    def start(self) -> None:
+        self.timer.start()
+
+    @Slot()
+    def poll(self) -> None:
+        self.ticks += 1
+        ready = self.app.controller.status is not None and not self.app.controller.worker.active
+        if not ready and self.ticks < 300:
+            return
+        self.timer.stop()
+        QApplication.processEvents()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.app.window.grab().save(str(self.path)):
+            log.error("could not write %s", self.path)
+        self.app.quit()
+
+
+def ensure_application() -> QApplication:
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(sys.argv[:1])
+    app.setApplicationName("drgui")
+    app.setApplicationDisplayName("drgui")
+    app.setDesktopFileName("drgui")
+    app.setWindowIcon(icon("app"))
+    app.setQuitOnLastWindowClosed(False)
+    return app
+
+
+def run_app(
+    home: Home,
+    *,
+    demo=None,
+    page: str | None = None,
+    screenshot: Path | None = None,
+    tray: bool = True,
+) -> int:
+    """Open the app on `home` (the first-run wizard when it holds no plan yet); returns the exit code."""
+    if page and page not in PAGES:
+        raise ValueError(f"unknown page {page!r}; pages: {', '.join(PAGES)}")
+    qt_app = ensure_application()
+    if not home.exists():
+        from drgui.gui.first_run import FirstRunWizard
+
+        wizard = FirstRunWizard(home)
+        if screenshot:
+            wizard.show()
+            QTimer.singleShot(500, wizard.close)
+            qt_app.processEvents()
+            wizard.grab().save(str(screenshot))
+            return 0
+        if wizard.exec() != FirstRunWizard.DialogCode.Accepted or not home.exists():
+            return 1
+    ws = demo.workspace if demo is not None else Workspace(home)
+    app = App(ws, tray=tray and screenshot is None, demo=demo)
+    app.start(page)
+    if screenshot:
+        shooter = Screenshotter(app, screenshot)
+        shooter.start()
+    return qt_app.exec()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="drgui-gui", description="drgui desktop app")
+    parser.add_argument("--home", help="plan directory (default: $DRGUI_HOME or per-user)")
+    parser.add_argument("--page", choices=PAGES)
+    parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--no-tray", action="store_true")
+    args = parser.parse_args(argv)
+    return run_app(Home.resolve(args.home), page=args.page, screenshot=args.screenshot, tray=not args.no_tray)

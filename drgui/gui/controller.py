@@ -1,0 +1,150 @@
+"""The app's state on the GUI thread: the plan's workspace, the worker, the status, the running backup.
+
+The main window, the tray and the reminders all talk to one controller, so "Back up now" behaves the
+same wherever it is clicked, and a second backup cannot start while one runs.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from drgui.core.backup import run_backup
+from drgui.core.errors import DrguiError
+from drgui.core.history import Run
+from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.status import Status, compute_status
+from drgui.core.workspace import Workspace
+from drgui.gui.worker import Job, Worker
+
+BACKUP = "Backup"
+STATUS = "Status"
+
+
+class BackupWork:
+    """What the worker thread runs for "Back up now" (a plain callable: no Qt inside)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken):
+        return run_backup(self.ws, progress=progress, cancel=cancel)
+
+
+class StatusWork:
+    """The status and the latest runs, read on the worker (history and local destination listings)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> tuple[Status, list[Run]]:
+        return compute_status(self.ws), self.ws.history.runs(limit=8)
+
+
+class Controller(QObject):
+    status_changed = Signal(object)  # Status
+    recent_changed = Signal(object)  # list[Run], newest first
+    state_changed = Signal(str)  # ok | due | running | failed
+    backup_started = Signal()
+    backup_progress = Signal(object)  # Progress
+    backup_finished = Signal(object)  # BackupResult
+    backup_failed = Signal(object)  # DrguiError
+    backup_cancelled = Signal()
+    backup_done = Signal()
+    problem = Signal(object)  # DrguiError from any job, for the window's banner
+
+    def __init__(self, ws: Workspace, worker: Worker | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.worker = worker or Worker(self)
+        self.status: Status | None = None
+        self.recent: list[Run] = []
+        self.backup_job: Job | None = None
+        self._status_job: Job | None = None
+        self._refresh_again = False
+        self.refresh_timer = QTimer(self)
+        self.refresh_timer.setInterval(60_000)
+        self.refresh_timer.timeout.connect(self.refresh)
+
+    # --- status ------------------------------------------------------------------------------
+    @Slot()
+    def refresh(self) -> None:
+        """Recompute the status on the worker (it reads the history and lists local destinations)."""
+        if self._status_job is not None:
+            self._refresh_again = True
+            return
+        job = self.worker.job(STATUS, StatusWork(self.ws))
+        job.finished.connect(self._on_status)
+        job.failed.connect(self._on_status_failed)
+        job.done.connect(self._on_status_done)
+        self._status_job = job
+        self.worker.start(job)
+
+    @Slot(object)
+    def _on_status(self, result: tuple[Status, list[Run]]) -> None:
+        status, self.recent = result
+        self.status = status
+        self.recent_changed.emit(self.recent)
+        self.status_changed.emit(status)
+        self.state_changed.emit(self.state)
+
+    @Slot(object)
+    def _on_status_failed(self, error: DrguiError) -> None:
+        self.problem.emit(error)
+
+    @Slot()
+    def _on_status_done(self) -> None:
+        self._status_job = None
+        if self._refresh_again:
+            self._refresh_again = False
+            self.refresh()
+
+    @property
+    def state(self) -> str:
+        if self.backup_running:
+            return "running"
+        return self.status.state if self.status else "due"
+
+    # --- backup ------------------------------------------------------------------------------
+    @property
+    def backup_running(self) -> bool:
+        return self.backup_job is not None
+
+    @Slot()
+    def start_backup(self) -> Job | None:
+        """Start "Back up now" unless one already runs in this app (the home lock covers other processes)."""
+        if self.backup_job is not None:
+            return None
+        job = self.worker.job(BACKUP, BackupWork(self.ws))
+        job.progress.connect(self.backup_progress)
+        job.finished.connect(self._on_backup_finished)
+        job.failed.connect(self._on_backup_failed)
+        job.cancelled.connect(self._on_backup_cancelled)
+        job.done.connect(self._on_backup_done)
+        self.backup_job = job
+        self.worker.start(job)
+        self.backup_started.emit()
+        self.state_changed.emit("running")
+        return job
+
+    @Slot()
+    def cancel_backup(self) -> None:
+        if self.backup_job is not None:
+            self.backup_job.cancel()
+
+    @Slot(object)
+    def _on_backup_finished(self, result) -> None:
+        self.backup_finished.emit(result)
+
+    @Slot(object)
+    def _on_backup_failed(self, error: DrguiError) -> None:
+        self.backup_failed.emit(error)
+
+    @Slot()
+    def _on_backup_cancelled(self) -> None:
+        self.backup_cancelled.emit()
+
+    @Slot()
+    def _on_backup_done(self) -> None:
+        self.backup_job = None
+        self.backup_done.emit()
+        self.refresh()

@@ -1,0 +1,305 @@
+"""First-run wizard: name and targets, recovery passphrase, first source, first destination, first backup.
+
+Every step that touches the keyring, a database or a disk runs on the worker; the wizard waits for it
+before moving on, so the window never freezes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from drgui.core.backup import run_backup
+from drgui.core.config import DEST_KINDS, SOURCE_KINDS, parse_duration
+from drgui.core.crypto import passphrase_problem
+from drgui.core.errors import DrguiError, UsageError
+from drgui.core.home import Home
+from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.setup import init_plan
+from drgui.core.workspace import Workspace
+from drgui.gui import humanize
+from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
+from drgui.gui.icons import icon
+from drgui.gui.worker import Worker
+
+
+class InitWork:
+    def __init__(self, home: Home, name: str, passphrase: str, rto: str, rpo: str) -> None:
+        self.home, self.name, self.passphrase, self.rto, self.rpo = home, name, passphrase, rto, rpo
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> Workspace:
+        return init_plan(self.home, self.name, self.passphrase, rto=self.rto, rpo=self.rpo)
+
+
+class FirstBackupWork:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken):
+        return run_backup(self.ws, progress=progress, cancel=cancel)
+
+
+def error_html(error: DrguiError) -> str:
+    return f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
+
+
+class AsyncPage(QWizardPage):
+    """A page whose Next runs a job first; Next is taken only when the job succeeded."""
+
+    def __init__(self, wizard: FirstRunWizard) -> None:
+        super().__init__()
+        self.owner = wizard
+        self.done_ok = False
+        self.running = False
+        self.layout_ = QVBoxLayout(self)
+        self.error = QLabel()
+        self.error.setObjectName("wizardError")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #cf222e;")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumHeight(8)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+
+    def finish_layout(self) -> None:
+        self.layout_.addStretch(1)
+        self.layout_.addWidget(self.error)
+        self.layout_.addWidget(self.busy)
+
+    def run(self, name: str, work) -> None:
+        self.error.setText("")
+        self.busy.show()
+        self.running = True
+        job = self.owner.worker.job(name, work)
+        job.finished.connect(self.on_finished)
+        job.failed.connect(self.on_failed)
+        self.owner.worker.start(job)
+
+    @Slot(object)
+    def on_finished(self, result) -> None:
+        self.busy.hide()
+        self.running = False
+        self.done_ok = True
+        self.accept_result(result)
+        self.owner.next()
+
+    @Slot(object)
+    def on_failed(self, error: DrguiError) -> None:
+        self.busy.hide()
+        self.running = False
+        self.error.setText(error_html(error))
+
+    def accept_result(self, result) -> None:
+        return None
+
+    def validatePage(self) -> bool:
+        if self.done_ok or self.running:
+            return self.done_ok
+        try:
+            self.start()
+        except DrguiError as error:
+            self.error.setText(error_html(error))
+        return False
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+
+class PlanPage(AsyncPage):
+    def __init__(self, wizard: FirstRunWizard) -> None:
+        super().__init__(wizard)
+        self.setTitle("Your recovery plan")
+        self.setSubTitle("Name the product, and say how much data and time you can afford to lose.")
+        form = QFormLayout()
+        self.name = QLineEdit("My SaaS")
+        self.name.setObjectName("planName")
+        self.rpo = QLineEdit("24h")
+        self.rpo.setObjectName("planRpo")
+        self.rto = QLineEdit("4h")
+        self.rto.setObjectName("planRto")
+        form.addRow("Product name", self.name)
+        form.addRow("RPO: most data you could lose", self.rpo)
+        form.addRow("RTO: longest you could be down", self.rto)
+        self.passphrase = QLineEdit()
+        self.passphrase.setObjectName("passphrase")
+        self.passphrase.setEchoMode(QLineEdit.EchoMode.Password)
+        self.confirm = QLineEdit()
+        self.confirm.setObjectName("passphraseConfirm")
+        self.confirm.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("Recovery passphrase", self.passphrase)
+        form.addRow("Type it again", self.confirm)
+        self.layout_.addLayout(form)
+        self.strength = QLabel()
+        self.strength.setObjectName("passphraseStrength")
+        self.strength.setWordWrap(True)
+        self.layout_.addWidget(self.strength)
+        explain = QLabel(
+            "The passphrase protects every backup and cannot be reset: without it, and without this "
+            "computer's keyring, nobody (you included) can decrypt them. Use 5 or more random words and "
+            "write them down somewhere safe, away from this computer."
+        )
+        explain.setWordWrap(True)
+        self.layout_.addWidget(explain)
+        self.passphrase.textChanged.connect(self.update_strength)
+        self.update_strength("")
+        self.finish_layout()
+
+    @Slot(str)
+    def update_strength(self, text: str) -> None:
+        if not text:
+            self.strength.setStyleSheet("color: #57606a;")
+            self.strength.setText("Strength: type a passphrase.")
+            return
+        problem = passphrase_problem(text)
+        if problem:
+            self.strength.setStyleSheet("color: #cf222e;")
+            self.strength.setText(f"Too weak: {problem}")
+        else:
+            self.strength.setStyleSheet("color: #2da44e; font-weight: 600;")
+            self.strength.setText("Strong enough. Write it down now.")
+
+    def start(self) -> None:
+        parse_duration(self.rpo.text().strip())
+        parse_duration(self.rto.text().strip())
+        if self.passphrase.text() != self.confirm.text():
+            raise UsageError("The two passphrases differ.", hint="Type the same passphrase twice.")
+        problem = passphrase_problem(self.passphrase.text())
+        if problem:
+            raise UsageError(f"The recovery passphrase is too weak: {problem}")
+        self.run(
+            "Create plan",
+            InitWork(
+                self.owner.home,
+                self.name.text().strip(),
+                self.passphrase.text(),
+                self.rto.text().strip(),
+                self.rpo.text().strip(),
+            ),
+        )
+
+    def accept_result(self, ws: Workspace) -> None:
+        self.owner.ws = ws
+        self.passphrase.clear()
+        self.confirm.clear()
+
+
+class AddPage(AsyncPage):
+    def __init__(self, wizard: FirstRunWizard, source: bool) -> None:
+        super().__init__(wizard)
+        self.source = source
+        self.setTitle("What to back up first" if source else "Where to keep the backups")
+        self.setSubTitle(
+            "Usually the production database. You can add files, the .env and git later."
+            if source
+            else "A folder, a NAS, a drive or S3. Add a second, off-site one later on the Destinations page."
+        )
+        form = QFormLayout()
+        self.name = QLineEdit("db" if source else "local")
+        self.name.setObjectName("firstSourceName" if source else "firstDestName")
+        self.kind = QComboBox()
+        kinds = SOURCE_KINDS if source else DEST_KINDS
+        fields = SOURCE_FIELDS if source else DEST_FIELDS
+        self.forms = QStackedWidget()
+        self.form_by_kind: dict[str, FieldForm] = {}
+        for kind in kinds:
+            self.kind.addItem(KIND_LABELS.get(kind, kind), kind)
+            self.form_by_kind[kind] = FieldForm(fields[kind])
+            self.forms.addWidget(self.form_by_kind[kind])
+        self.kind.currentIndexChanged.connect(self.forms.setCurrentIndex)
+        form.addRow("Name", self.name)
+        form.addRow("Kind", self.kind)
+        self.layout_.addLayout(form)
+        self.layout_.addWidget(self.forms)
+        test = QPushButton("Test connection and add")
+        test.setObjectName("wizardTestButton")
+        test.clicked.connect(self.validate_now)
+        self.layout_.addWidget(test)
+        self.finish_layout()
+
+    @Slot()
+    def validate_now(self) -> None:
+        self.validatePage()
+
+    def start(self) -> None:
+        kind = self.kind.currentData()
+        settings, secrets = split_form(kind, self.form_by_kind[kind].values(), source=self.source)
+        assert self.owner.ws is not None
+        self.run(
+            "Add", AddWork(self.owner.ws, self.source, self.name.text().strip(), kind, settings, secrets)
+        )
+
+
+class BackupPage(QWizardPage):
+    def __init__(self, wizard: FirstRunWizard) -> None:
+        super().__init__()
+        self.owner = wizard
+        self.setTitle("First backup")
+        self.setSubTitle("Make the first snapshot now; after that drgui backs up on schedule.")
+        layout = QVBoxLayout(self)
+        self.button = QPushButton("Back up now")
+        self.button.setObjectName("wizardBackupButton")
+        self.button.clicked.connect(self.start)
+        layout.addWidget(self.button)
+        self.status = QLabel("You can also skip this and click Finish.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+    @Slot()
+    def start(self) -> None:
+        assert self.owner.ws is not None
+        self.button.setEnabled(False)
+        self.status.setText("Backing up…")
+        job = self.owner.worker.job("Backup", FirstBackupWork(self.owner.ws))
+        job.progress.connect(self.on_progress)
+        job.finished.connect(self.on_finished)
+        job.failed.connect(self.on_failed)
+        self.owner.worker.start(job)
+
+    @Slot(object)
+    def on_progress(self, event) -> None:
+        if event.source:
+            self.status.setText(f"Backing up {event.source}: {humanize.size(event.bytes_done)}")
+
+    @Slot(object)
+    def on_finished(self, result) -> None:
+        self.status.setStyleSheet("color: #2da44e; font-weight: 600;")
+        self.status.setText(f"✓ First snapshot {result.snapshot_id} saved. Click Finish.")
+
+    @Slot(object)
+    def on_failed(self, error: DrguiError) -> None:
+        self.button.setEnabled(True)
+        self.status.setStyleSheet("color: #cf222e;")
+        self.status.setText(error_html(error))
+
+
+class FirstRunWizard(QWizard):
+    def __init__(self, home: Home, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.home = home
+        self.ws: Workspace | None = None
+        self.worker = Worker(self)
+        self.setObjectName("firstRunWizard")
+        self.setWindowTitle("Set up drgui")
+        self.setWindowIcon(icon("app"))
+        self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
+        self.setMinimumSize(640, 520)
+        self.plan_page = PlanPage(self)
+        self.source_page = AddPage(self, source=True)
+        self.dest_page = AddPage(self, source=False)
+        self.backup_page = BackupPage(self)
+        for page in (self.plan_page, self.source_page, self.dest_page, self.backup_page):
+            self.addPage(page)

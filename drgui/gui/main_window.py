@@ -1,0 +1,159 @@
+"""The main window: a sidebar of pages, a banner for problems and reminders, an About box."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+import drgui
+from drgui.core.errors import DrguiError
+from drgui.gui.controller import Controller
+from drgui.gui.icons import icon
+from drgui.gui.widgets import STYLE, Banner
+
+PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "settings")
+PAGE_TITLES = {
+    "dashboard": "Dashboard",
+    "sources": "Sources",
+    "destinations": "Destinations",
+    "snapshots": "Snapshots",
+    "drills": "Restore tests",
+    "checklists": "Checklists",
+    "settings": "Settings",
+}
+
+
+def build_page(name: str, controller: Controller) -> QWidget:
+    from drgui.gui.pages import checklists, dashboard, destinations, drills, settings, snapshots, sources
+
+    factories = {
+        "dashboard": dashboard.DashboardPage,
+        "sources": sources.SourcesPage,
+        "destinations": destinations.DestinationsPage,
+        "snapshots": snapshots.SnapshotsPage,
+        "drills": drills.DrillsPage,
+        "checklists": checklists.ChecklistsPage,
+        "settings": settings.SettingsPage,
+    }
+    return factories[name](controller)
+
+
+class MainWindow(QMainWindow):
+    quit_requested = Signal()
+
+    def __init__(self, controller: Controller, *, hide_on_close: bool = False) -> None:
+        super().__init__()
+        self.controller = controller
+        self.hide_on_close = hide_on_close
+        self.setWindowTitle("drgui")
+        self.setWindowIcon(icon("app"))
+        self.setObjectName("mainWindow")
+        self.setStyleSheet(STYLE)
+        self.resize(1180, 800)
+
+        central = QWidget()
+        root = QHBoxLayout(central)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.setSpacing(0)
+        sidebar_frame = QFrame()
+        sidebar_frame.setObjectName("sidebarFrame")
+        sidebar_frame.setFixedWidth(200)
+        side = QVBoxLayout(sidebar_frame)
+        side.setContentsMargins(0, 16, 0, 12)
+        self.sidebar = QListWidget()
+        self.sidebar.setObjectName("sidebar")
+        side.addWidget(self.sidebar)
+        root.addWidget(sidebar_frame)
+
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.setSpacing(0)
+        self.banner = Banner()
+        banner_wrap = QVBoxLayout()
+        banner_wrap.setContentsMargins(16, 10, 16, 0)
+        banner_wrap.addWidget(self.banner)
+        right.addLayout(banner_wrap)
+        self.stack = QStackedWidget()
+        right.addWidget(self.stack, 1)
+        root.addLayout(right, 1)
+        self.setCentralWidget(central)
+
+        self.pages: dict[str, QWidget] = {}
+        for name in PAGES:
+            page = build_page(name, controller)
+            page.setObjectName(f"{name}Page")
+            self.pages[name] = page
+            self.stack.addWidget(page)
+            QListWidgetItem(PAGE_TITLES[name], self.sidebar)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.sidebar.setCurrentRow(0)
+        self._build_menu()
+        controller.problem.connect(self.show_problem)
+        controller.backup_failed.connect(self.show_problem)
+
+    def _build_menu(self) -> None:
+        app_menu = self.menuBar().addMenu("&drgui")
+        backup = QAction("Back up now", self)
+        backup.setShortcut(QKeySequence("Ctrl+B"))
+        backup.triggered.connect(self.controller.start_backup)
+        app_menu.addAction(backup)
+        app_menu.addSeparator()
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.quit_requested)
+        app_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction("About drgui", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addAction(about)
+
+    def show_page(self, name: str) -> None:
+        self.sidebar.setCurrentRow(PAGES.index(name))
+
+    @property
+    def current_page(self) -> str:
+        return PAGES[self.stack.currentIndex()]
+
+    @Slot(object)
+    def show_problem(self, error: DrguiError) -> None:
+        self.banner.show_message("error", error.message, error.hint)
+
+    @Slot()
+    def show_about(self) -> None:
+        box = QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle("About drgui")
+        box.setIconPixmap(icon("app").pixmap(64, 64))
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(
+            f"<h3>drgui {drgui.__version__}</h3>"
+            "<p>Disaster recovery for a solo SaaS: encrypted, self-verifying backups of PostgreSQL, "
+            "files, .env, S3 and git, with monthly restore tests.</p><p>MIT licence.</p>"
+        )
+        box.open()
+
+    @Slot()
+    def bring_to_front(self) -> None:
+        self.show()
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.raise_()
+        self.activateWindow()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.hide_on_close:
+            event.ignore()
+            self.hide()
+        else:
+            event.accept()
+            self.quit_requested.emit()

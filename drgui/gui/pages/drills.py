@@ -1,0 +1,138 @@
+"""Restore tests: the drill history and "Start restore test" (the restore wizard, when installed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from PySide6.QtCore import QUrl, Slot
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.workspace import Workspace
+from drgui.gui import humanize
+from drgui.gui.controller import Controller
+from drgui.gui.widgets import muted, title
+
+
+def checks_text(detail: dict) -> str:
+    total = detail.get("checks")
+    failed = detail.get("failed") or []
+    if not isinstance(total, int):
+        return ""
+    return f"{total - len(failed)} of {total} passed"
+
+
+class DrillHistoryWork:
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken):
+        return self.ws.history.runs("drill", limit=200)
+
+
+class DrillsPage(QWidget):
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 20, 24, 20)
+        layout.setSpacing(12)
+        head = QHBoxLayout()
+        head.addWidget(title("Restore tests"))
+        head.addStretch(1)
+        self.start_button = QPushButton("Start restore test")
+        self.start_button.setObjectName("startRestoreTestButton")
+        self.start_button.clicked.connect(self.start_restore_test)
+        head.addWidget(self.start_button)
+        layout.addLayout(head)
+        layout.addWidget(
+            muted(
+                "Once a month drgui restores the latest snapshot into a scratch database, compares every "
+                "table and file with what was backed up, and measures how long recovery takes (RTO)."
+            )
+        )
+        self.table = QTableWidget(0, 6)
+        self.table.setObjectName("drillsTable")
+        self.table.setHorizontalHeaderLabels(
+            ["When", "Result", "Snapshot", "Measured RTO", "Checks", "Report"]
+        )
+        self.table.setToolTip("Double-click a row to open its report.")
+        self.table.cellDoubleClicked.connect(self.open_report)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        layout.addWidget(self.table, 1)
+        self.message = muted("")
+        self.message.setObjectName("drillMessage")
+        layout.addWidget(self.message)
+        self.wizard = None
+        self.reports: list[Path | None] = []
+        controller.status_changed.connect(self.reload)
+
+    @Slot()
+    def reload(self, _status=None) -> None:
+        job = self.controller.worker.job("Drill history", DrillHistoryWork(self.controller.ws))
+        job.finished.connect(self.show_runs)
+        self.controller.worker.start(job)
+
+    def report_path(self, run) -> Path | None:
+        name = run.detail.get("drill")
+        report = run.detail.get("report")
+        candidates = [Path(report)] if isinstance(report, str) and report else []
+        if name:
+            folder = self.controller.ws.home.reports_dir / str(name)
+            candidates += [folder / "report.html", folder / "report.pdf"]
+        return next((p for p in candidates if p.exists()), None)
+
+    @Slot(int, int)
+    def open_report(self, row: int, _column: int) -> None:
+        path = self.reports[row] if row < len(self.reports) else None
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    @Slot(object)
+    def show_runs(self, runs) -> None:
+        self.reports = [self.report_path(run) for run in runs]
+        self.table.setRowCount(len(runs))
+        for row, run in enumerate(runs):
+            rto = run.detail.get("rto_seconds")
+            target = self.controller.ws.plan.rto_seconds
+            cells = [
+                humanize.ago(humanize.parse_iso(run.finished or run.started)),
+                {"ok": "✓ passed", "failed": "✗ failed"}.get(run.status, run.status),
+                run.snapshot_id or "",
+                f"{humanize.duration(rto)} (target {humanize.duration(target)})" if rto else "",
+                checks_text(run.detail),
+                str(self.reports[row] or ""),
+            ]
+            for column, text in enumerate(cells):
+                self.table.setItem(row, column, QTableWidgetItem(text))
+        for column in range(5):
+            self.table.resizeColumnToContents(column)
+        if not runs:
+            self.message.setText("No restore test yet. A backup is only proven by a restore: start one.")
+
+    @Slot()
+    def start_restore_test(self) -> None:
+        try:
+            module = importlib.import_module("drgui.gui.restore_wizard")
+        except ModuleNotFoundError:
+            self.message.setText(
+                "The guided restore test is not installed in this build. Run `drgui drill` in a terminal: "
+                "it does the same checks and saves the report here."
+            )
+            return
+        self.wizard = module.RestoreWizard(self.controller.ws, self)
+        self.wizard.finished.connect(self.controller.refresh)
+        self.wizard.open()

@@ -1,0 +1,175 @@
+"""Sources and Destinations pages: a table of what the plan has, Add, Test connection, Remove."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drgui.core import setup
+from drgui.core.errors import DrguiError
+from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.workspace import Workspace
+from drgui.gui import humanize
+from drgui.gui.controller import Controller
+from drgui.gui.dialogs import KIND_LABELS, AddDialog
+from drgui.gui.widgets import muted, title
+
+
+class TestWork:
+    def __init__(self, ws: Workspace, source: bool, name: str) -> None:
+        self.ws, self.source, self.name = ws, source, name
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> str:
+        if self.source:
+            return self.ws.sources([self.name])[0].test()
+        checked = self.ws.destination(self.name).test()
+        return f"Destination '{self.name}' works: {', '.join(checked)} checked."
+
+
+class PlanItemsPage(QWidget):
+    """Shared by Sources (source=True) and Destinations (source=False)."""
+
+    SOURCE = True
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        what = "Sources" if self.SOURCE else "Destinations"
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(24, 20, 24, 20)
+        layout.setSpacing(12)
+        layout.addWidget(title(what))
+        layout.addWidget(
+            muted(
+                "What drgui backs up. Passwords and keys live in the system keyring, never in config.toml."
+                if self.SOURCE
+                else "Where snapshots go. Keep at least one copy off-site (S3) and one you can hold (a drive)."
+            )
+        )
+        self.table = QTableWidget(0, 4)
+        self.table.setObjectName("sourcesTable" if self.SOURCE else "destinationsTable")
+        self.table.setHorizontalHeaderLabels(["Name", "Kind", "Where", "Last success"])
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.setAlternatingRowColors(True)
+        layout.addWidget(self.table, 1)
+        buttons = QHBoxLayout()
+        self.add_button = QPushButton("Add…")
+        self.add_button.setObjectName("addSourceButton" if self.SOURCE else "addDestinationButton")
+        self.add_button.clicked.connect(self.add)
+        self.test_button = QPushButton("Test connection")
+        self.test_button.setObjectName("testConnectionButton")
+        self.test_button.clicked.connect(self.test_selected)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+        for button in (self.add_button, self.test_button, self.remove_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout.addLayout(buttons)
+        self.message = QLabel()
+        self.message.setObjectName("testResult")
+        self.message.setWordWrap(True)
+        layout.addWidget(self.message)
+        self.dialog: AddDialog | None = None
+        controller.status_changed.connect(self.show_status)
+
+    @property
+    def ws(self) -> Workspace:
+        return self.controller.ws
+
+    @Slot(object)
+    def show_status(self, status) -> None:
+        rows = status.sources if self.SOURCE else status.destinations
+        self.table.setRowCount(len(rows))
+        for row, item in enumerate(rows):
+            self.table.setItem(row, 0, QTableWidgetItem(item.name))
+            self.table.setItem(row, 1, QTableWidgetItem(KIND_LABELS.get(item.kind, item.kind)))
+            self.table.setItem(row, 2, QTableWidgetItem(item.description))
+            last = humanize.ago(item.last_success)
+            if not self.SOURCE and not item.available:
+                last += " (not connected)"
+            self.table.setItem(row, 3, QTableWidgetItem(last))
+        self.table.resizeColumnToContents(0)
+        self.table.resizeColumnToContents(1)
+        self.table.resizeColumnToContents(3)
+        if rows and not self.table.selectedItems():
+            self.table.selectRow(0)
+
+    def selected_name(self) -> str | None:
+        items = self.table.selectedItems()
+        return self.table.item(items[0].row(), 0).text() if items else None
+
+    @Slot()
+    def add(self) -> AddDialog:
+        self.dialog = AddDialog(self.ws, self.controller.worker, source=self.SOURCE, parent=self)
+        self.dialog.accepted.connect(self.controller.refresh)
+        self.dialog.open()
+        return self.dialog
+
+    @Slot()
+    def test_selected(self) -> None:
+        name = self.selected_name()
+        if not name:
+            self.message.setText("Select a row first.")
+            return
+        self.message.setStyleSheet("color: #57606a;")
+        self.message.setText(f"Testing '{name}'…")
+        self.test_button.setEnabled(False)
+        job = self.controller.worker.job("Test connection", TestWork(self.ws, self.SOURCE, name))
+        job.finished.connect(self.on_tested)
+        job.failed.connect(self.on_test_failed)
+        self.controller.worker.start(job)
+
+    @Slot(object)
+    def on_tested(self, text: str) -> None:
+        self.test_button.setEnabled(True)
+        self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
+        self.message.setText(f"✓ {text}")
+
+    @Slot(object)
+    def on_test_failed(self, error: DrguiError) -> None:
+        self.test_button.setEnabled(True)
+        self.message.setStyleSheet("color: #cf222e;")
+        self.message.setText(
+            f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
+        )
+
+    @Slot()
+    def remove_selected(self) -> None:
+        name = self.selected_name()
+        if not name:
+            return
+        box = QMessageBox(self)
+        box.setWindowTitle("Remove")
+        box.setText(
+            f"Remove '{name}' from the plan? Existing snapshots stay where they are; its keyring entries are deleted."
+        )
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel)
+        box.setProperty("target", name)
+        box.accepted.connect(self._confirm_remove)
+        self._remove_box = box
+        box.open()
+
+    @Slot()
+    def _confirm_remove(self) -> None:
+        name = self._remove_box.property("target")
+        try:
+            (setup.remove_source if self.SOURCE else setup.remove_destination)(self.ws, name)
+        except DrguiError as error:
+            self.on_test_failed(error)
+            return
+        self.controller.refresh()

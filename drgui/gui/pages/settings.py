@@ -1,0 +1,199 @@
+"""Settings: targets (RPO/RTO), schedule with presets, retention per destination, keyring status."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from drgui.core import schedule
+from drgui.core.config import format_duration, parse_duration
+from drgui.core.errors import DrguiError
+from drgui.core.secrets import backend_status
+from drgui.gui import humanize
+from drgui.gui.controller import Controller
+from drgui.gui.widgets import Card, muted, title
+
+SCHEDULE_CHOICES = {
+    "backup": [
+        ("Every day at 02:00", schedule.PRESETS["backup"]),
+        ("Every 6 hours", "FREQ=HOURLY;INTERVAL=6;BYMINUTE=0;BYSECOND=0"),
+        ("Every hour", "FREQ=HOURLY;BYMINUTE=0;BYSECOND=0"),
+    ],
+    "weekly_review": [
+        ("Sunday 19:00", schedule.PRESETS["weekly_review"]),
+        ("Monday 09:00", "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0"),
+        ("Friday 17:00", "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0;BYSECOND=0"),
+    ],
+    "drill": [
+        ("First Sunday of the month, 19:00", schedule.PRESETS["drill"]),
+        ("First Monday of the month, 10:00", "FREQ=MONTHLY;BYDAY=1MO;BYHOUR=10;BYMINUTE=0;BYSECOND=0"),
+    ],
+}
+SCHEDULE_LABELS = {"backup": "Backups", "weekly_review": "Weekly review", "drill": "Restore test"}
+CUSTOM = "Custom rule (RFC 5545)…"
+
+
+def retention_text(policy: dict) -> str:
+    if not policy:
+        return "keep everything"
+    return ", ".join(f"{count} {rule}" for rule, count in policy.items())
+
+
+def edited_duration(text: str, current: int) -> int:
+    """The field shows format_duration ('1h 30m'); unchanged text keeps the value, new text is parsed."""
+    text = text.strip()
+    return current if text == format_duration(current) else parse_duration(text)
+
+
+class SettingsPage(QWidget):
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer.addWidget(scroll)
+        content = QWidget()
+        scroll.setWidget(content)
+        layout = QVBoxLayout(content)
+        layout.setContentsMargins(24, 20, 24, 20)
+        layout.setSpacing(14)
+        layout.addWidget(title("Settings"))
+
+        targets = Card("Recovery targets")
+        form = QFormLayout()
+        self.rpo = QLineEdit()
+        self.rpo.setObjectName("rpoEdit")
+        self.rto = QLineEdit()
+        self.rto.setObjectName("rtoEdit")
+        form.addRow("RPO (most data you can afford to lose)", self.rpo)
+        form.addRow("RTO (longest you can be down)", self.rto)
+        targets.body.addLayout(form)
+        layout.addWidget(targets)
+
+        sched = Card("Schedule")
+        sched_form = QFormLayout()
+        self.combos: dict[str, QComboBox] = {}
+        self.rules: dict[str, QLineEdit] = {}
+        for key in ("backup", "weekly_review", "drill"):
+            combo = QComboBox()
+            combo.setObjectName(f"schedule_{key}")
+            for label, rule in SCHEDULE_CHOICES[key]:
+                combo.addItem(label, rule)
+            combo.addItem(CUSTOM, "")
+            rule_edit = QLineEdit()
+            rule_edit.setObjectName(f"rule_{key}")
+            combo.currentIndexChanged.connect(self.on_preset)
+            row = QVBoxLayout()
+            row.addWidget(combo)
+            row.addWidget(rule_edit)
+            self.combos[key] = combo
+            self.rules[key] = rule_edit
+            sched_form.addRow(SCHEDULE_LABELS[key], row)
+        sched.body.addLayout(sched_form)
+        sched.body.addWidget(
+            muted(
+                "A run missed while the computer slept or was off happens once, a few minutes after it wakes."
+            )
+        )
+        layout.addWidget(sched)
+
+        save_row = QHBoxLayout()
+        self.save_button = QPushButton("Save settings")
+        self.save_button.setObjectName("saveSettingsButton")
+        self.save_button.clicked.connect(self.save)
+        save_row.addWidget(self.save_button)
+        self.message = QLabel()
+        self.message.setObjectName("settingsMessage")
+        self.message.setWordWrap(True)
+        save_row.addWidget(self.message, 1)
+        layout.addLayout(save_row)
+
+        self.retention = Card("Retention (per destination)")
+        self.retention_label = QLabel()
+        self.retention_label.setWordWrap(True)
+        self.retention.body.addWidget(self.retention_label)
+        layout.addWidget(self.retention)
+
+        keyring_card = Card("Keyring")
+        self.keyring_label = QLabel()
+        self.keyring_label.setObjectName("keyringStatus")
+        self.keyring_label.setWordWrap(True)
+        keyring_card.body.addWidget(self.keyring_label)
+        layout.addWidget(keyring_card)
+        layout.addStretch(1)
+        self.load()
+
+    def load(self) -> None:
+        plan = self.controller.ws.plan
+        self.rpo.setText(format_duration(plan.rpo_seconds))
+        self.rto.setText(format_duration(plan.rto_seconds))
+        for key, combo in self.combos.items():
+            rule = plan.schedule.get(key, schedule.PRESETS[key])
+            index = combo.findData(rule)
+            combo.setCurrentIndex(index if index >= 0 else combo.count() - 1)
+            self.rules[key].setText(rule)
+            self.rules[key].setVisible(index < 0)
+        self.retention_label.setText(
+            "<br>".join(
+                f"<b>{d.name}</b> ({d.kind}): {retention_text(d.retention)}" for d in plan.destinations
+            )
+            or "No destination yet."
+        )
+        status = backend_status()
+        if status.usable and not status.locked:
+            self.keyring_label.setText(f"✓ Secrets are stored in {status.name}.")
+        else:
+            self.keyring_label.setStyleSheet("color: #cf222e;")
+            self.keyring_label.setText(status.problem or "The keyring is not usable.")
+
+    @Slot()
+    def on_preset(self) -> None:
+        for key, combo in self.combos.items():
+            custom = combo.currentData() == ""
+            self.rules[key].setVisible(custom)
+            if not custom:
+                self.rules[key].setText(combo.currentData())
+
+    @Slot()
+    def save(self) -> bool:
+        ws = self.controller.ws
+        try:
+            rpo = (
+                parse_duration(self.rpo.text().replace(" ", ""))
+                if " " not in self.rpo.text().strip()
+                else None
+            )
+            rto = (
+                parse_duration(self.rto.text().replace(" ", ""))
+                if " " not in self.rto.text().strip()
+                else None
+            )
+            rules = {key: schedule.validate_rule(edit.text().strip()) for key, edit in self.rules.items()}
+        except DrguiError as error:
+            self.message.setStyleSheet("color: #cf222e;")
+            self.message.setText(f"<b>{error.message}</b>" + (f" {error.hint}" if error.hint else ""))
+            return False
+        ws.plan.rpo_seconds = rpo
+        ws.plan.rto_seconds = rto
+        ws.plan.schedule.update(rules)
+        ws.save()
+        ws.history.append_event("settings.schedule", {"schedule": rules})
+        self.message.setStyleSheet("color: #2da44e;")
+        self.message.setText(
+            f"Saved. RPO {humanize.duration(ws.plan.rpo_seconds)}, RTO {humanize.duration(ws.plan.rto_seconds)}."
+        )
+        self.controller.refresh()
+        return True

@@ -1,0 +1,178 @@
+"""Sunday-evening review and first-Sunday restore-test reminders, with snooze; the clock is injectable.
+
+The rules are the plan's RFC 5545 schedule (`weekly_review`, `drill`). A slot that passed while the app
+was not running is shown once when it starts (within a week), not once per missed slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from dateutil import rrule
+from dateutil import tz as dateutil_tz
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from drgui.core.config import DEFAULT_SCHEDULE
+from drgui.core.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
+from drgui.core.workspace import Workspace
+
+Clock = Callable[[], datetime]
+CATCH_UP = timedelta(days=6)
+WEEKLY = "weekly_review"
+DRILL = "drill"
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Reminder:
+    kind: str  # weekly_review | drill
+    slot: datetime  # the scheduled time this reminder is for (aware)
+    title: str
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(f"• {line}" for line in self.lines)
+
+
+def last_slot(rule_text: str, now: datetime, local: tzinfo) -> datetime | None:
+    """The latest occurrence of `rule_text` at or before `now`, interpreted in `local` time."""
+    try:
+        from drgui.core import schedule  # the shared schedule engine, when present
+
+        previous = getattr(schedule, "previous_occurrence", None)
+        if previous is not None:
+            return previous(rule_text, now, local)
+    except ImportError:
+        pass
+    naive_now = now.astimezone(local).replace(tzinfo=None)
+    start = (naive_now - timedelta(days=40)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rule = rrule.rrulestr(rule_text, dtstart=start)
+    slot = rule.before(naive_now, inc=True)
+    return slot.replace(tzinfo=local) if slot else None
+
+
+def weekly_review_lines(status: Status | None, now: datetime) -> list[str]:
+    """What the Sunday review asks the founder to look at, from the plan's status."""
+    lines: list[str] = []
+    if status is not None:
+        for source in status.sources:
+            if source.rpo_state == "never":
+                lines.append(f"Source '{source.name}' has never been backed up.")
+            elif source.rpo_state == "overdue":
+                lines.append(f"Source '{source.name}' has no backup within the RPO.")
+        if status.last_backup and status.last_backup.get("status") in ("failed", "interrupted"):
+            lines.append("The last backup failed: open drgui to see why, then Back up now.")
+        if status.queue:
+            lines.append(f"{len(status.queue)} snapshot copy(ies) still waiting to be uploaded.")
+        sync = status.drive_sync
+        has_drive = any(d.kind == "drive" for d in status.destinations)
+        if sync and sync.get("age_seconds") and sync["age_seconds"] > DRIVE_SYNC_MAX_AGE_DAYS * 86400:
+            lines.append(
+                f"The .env was last copied to the drive {int(sync['age_seconds'] // 86400)} days ago."
+            )
+        elif has_drive and not sync:
+            lines.append("The .env has never been copied to the drive: plug it in and sync.")
+    lines.append("Do the weekly manual exports (the weekly checklist).")
+    return lines
+
+
+class ReminderService(QObject):
+    """Checks every minute; emits `reminder_due` once per slot unless snoozed or acknowledged."""
+
+    reminder_due = Signal(object)  # Reminder
+    snoozed = Signal(object)  # datetime until
+
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        clock: Clock = system_clock,
+        local: tzinfo | None = None,
+        status: Callable[[], Status | None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.clock = clock
+        self.local = local or dateutil_tz.tzlocal()
+        self._status = status
+        self.snoozed_until: datetime | None = None
+        self.shown: dict[str, datetime] = {}  # kind -> slot already shown
+        self.pending: list[Reminder] = []
+        self.timer = QTimer(self)
+        self.timer.setInterval(60_000)
+        self.timer.timeout.connect(self.check)
+
+    def start(self) -> None:
+        self.timer.start()
+        QTimer.singleShot(0, self.check)
+
+    def current_status(self) -> Status | None:
+        return self._status() if self._status else compute_status(self.ws, self.clock())
+
+    def due(self) -> list[Reminder]:
+        """Reminders whose slot has passed (within a week), not yet shown; ignores snoozing."""
+        now = self.clock()
+        found: list[Reminder] = []
+        schedule = {**DEFAULT_SCHEDULE, **self.ws.plan.schedule}
+        for kind in (DRILL, WEEKLY):
+            slot = last_slot(schedule[kind], now, self.local)
+            if slot is None or now - slot > CATCH_UP or self.shown.get(kind) == slot:
+                continue
+            if kind == DRILL:
+                found.append(
+                    Reminder(
+                        DRILL,
+                        slot,
+                        "Monthly restore test",
+                        [
+                            "A backup is only proven by a restore. Start the restore test: it restores the latest "
+                            "snapshot into a scratch database, checks it and measures your RTO."
+                        ],
+                    )
+                )
+            else:
+                found.append(
+                    Reminder(WEEKLY, slot, "Weekly review", weekly_review_lines(self.current_status(), now))
+                )
+        return found
+
+    @Slot()
+    def check(self) -> list[Reminder]:
+        now = self.clock()
+        if self.snoozed_until and now < self.snoozed_until:
+            return []
+        self.snoozed_until = None
+        fresh = self.due()
+        for reminder in fresh:
+            self.shown[reminder.kind] = reminder.slot
+            self.pending = [r for r in self.pending if r.kind != reminder.kind] + [reminder]
+            self.reminder_due.emit(reminder)
+        return fresh
+
+    @Slot()
+    def snooze_hour(self) -> None:
+        self.snooze(self.clock() + timedelta(hours=1))
+
+    @Slot()
+    def snooze_until_tomorrow(self) -> None:
+        local_now = self.clock().astimezone(self.local)
+        tomorrow = (local_now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        self.snooze(tomorrow)
+
+    def snooze(self, until: datetime) -> None:
+        """Hide pending reminders until `until`; they come back then."""
+        self.snoozed_until = until
+        for reminder in self.pending:
+            self.shown.pop(reminder.kind, None)
+        self.pending = []
+        self.snoozed.emit(until)
+
+    def acknowledge(self, kind: str) -> None:
+        self.pending = [r for r in self.pending if r.kind != kind]
