@@ -18,8 +18,9 @@ from typing import Any
 import drgui
 from drgui.core.crypto import encrypt_bytes
 from drgui.core.destinations.base import Destination, copy_snapshot
-from drgui.core.errors import Cancelled, DrguiError, OperationFailed
+from drgui.core.errors import Cancelled, DrguiError, OperationFailed, UsageError
 from drgui.core.lock import HomeLock
+from drgui.core.notify import backup_finished
 from drgui.core.pipeline import write_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
 from drgui.core.secrets import redact
@@ -266,6 +267,17 @@ def write_snapshot(
     return snapshot_id, results
 
 
+def refuse_sources_missing_secrets(sources: list[Source]) -> None:
+    """Sources imported from a recovery kit have no password on this machine until added again."""
+    for source in sources:
+        missing = source.config.settings.get("secrets_missing")
+        if missing:
+            raise UsageError(
+                f"Source '{source.name}' was imported from a recovery kit without its {', '.join(missing)}.",
+                hint=f"Add it again: `drgui source remove {source.name}` then `drgui source add {source.name} ...`.",
+            )
+
+
 def run_backup(
     ws: Workspace,
     source_names: list[str] | None = None,
@@ -281,6 +293,7 @@ def run_backup(
     if not plan.destinations:
         raise OperationFailed("The plan has no destination.", hint="Add one with `drgui dest add`.")
     sources = ws.sources(source_names)
+    refuse_sources_missing_secrets(sources)
     dests = ws.destinations(dest_names)
     with HomeLock(ws.home.lock_path, "backup"):
         ws.history.mark_interrupted()
@@ -314,10 +327,12 @@ def run_backup(
             raise
         except DrguiError as error:
             ws.history.finish_run(run_id, "failed", detail={"error": redact(str(error.message))})
+            backup_finished(ws, "failed", redact(error.message))
             shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
             raise
         result = BackupResult(snapshot_id, source_results, dest_results, time.monotonic() - started, uploaded)
         status = "ok" if result.ok else ("partial" if result.partial else "failed")
         ws.history.finish_run(run_id, status, snapshot_id=snapshot_id, detail=result.to_json())
+        backup_finished(ws, status, "; ".join(f"{d.name}: {d.error}" for d in dest_results if d.error))
         shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
         return result
