@@ -56,7 +56,19 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _wanted_commands(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """Only the module of the command being run is imported (start-up time counts for `backup`
+    against bare pg_dump); --help, --version and unknown words get every command."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    for index, word in enumerate(words):
+        if word.startswith("-") or (index and words[index - 1] == "--home"):
+            continue
+        name = word.replace("-", "_")
+        return (name,) if name in COMMAND_MODULES else COMMAND_MODULES
+    return COMMAND_MODULES
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     common = common_options()
     parser = Parser(
         prog="drgui",
@@ -65,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"drgui {drgui.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMAND_MODULES:
+    for name in _wanted_commands(argv):
         try:
             module = importlib.import_module(f"drgui.cli.cmd_{name}")
         except ModuleNotFoundError as error:
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)

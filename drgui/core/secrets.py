@@ -154,6 +154,7 @@ class SecretStore:
     def __init__(self, plan_id: str) -> None:
         self.plan_id = plan_id
         self._backend: keyring.backend.KeyringBackend | None = None
+        self._cache: dict[str, str | None] = {}  # each D-Bus round trip costs ~50 ms
 
     def _ensure(self) -> keyring.backend.KeyringBackend:
         if self._backend is None:
@@ -168,6 +169,7 @@ class SecretStore:
     def set(self, kind: str, name: str, field: str, value: str) -> None:
         backend = self._ensure()
         remember(value)
+        self._cache.pop(self.username(kind, name, field), None)
         try:
             backend.set_password(SERVICE, self.username(kind, name, field), value)
         except keyring.errors.KeyringError as error:
@@ -177,9 +179,12 @@ class SecretStore:
             ) from None
 
     def get(self, kind: str, name: str, field: str) -> str | None:
+        username = self.username(kind, name, field)
+        if username in self._cache:
+            return self._cache[username]
         backend = self._ensure()
         try:
-            value = backend.get_password(SERVICE, self.username(kind, name, field))
+            value = backend.get_password(SERVICE, username)
         except keyring.errors.KeyringLocked:
             raise KeyringLocked("The keyring is locked.", hint="Unlock it, then try again.") from None
         except keyring.errors.KeyringError as error:
@@ -188,9 +193,11 @@ class SecretStore:
                 hint=_FIX,
             ) from None
         remember(value)
+        self._cache[username] = value
         return value
 
     def delete(self, kind: str, name: str, field: str) -> None:
         backend = self._ensure()
+        self._cache.pop(self.username(kind, name, field), None)
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             backend.delete_password(SERVICE, self.username(kind, name, field))
