@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,7 +139,22 @@ def run_app(
     if screenshot:
         shooter = Screenshotter(app, screenshot)
         shooter.start()
+    quit_on_signals(qt_app)
     return qt_app.exec()
+
+
+def quit_on_signals(qt_app: QApplication) -> QTimer:
+    """SIGTERM, SIGHUP (logout) and SIGINT end the event loop normally, so the caller's clean-up runs
+    (the demo's embedded PostgreSQL is stopped, a running backup is cancelled by its owner)."""
+    for number in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if number is not None:
+            signal.signal(number, lambda *_: qt_app.quit())
+    # Python runs signal handlers only between bytecodes: a light timer gives it the chance.
+    ticker = QTimer(qt_app)
+    ticker.setInterval(250)
+    ticker.timeout.connect(lambda: None)
+    ticker.start()
+    return ticker
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from dateutil import rrule
 from dateutil import tz as dateutil_tz
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from drgui.core.config import DEFAULT_SCHEDULE
+from drgui.core.schedule import previous_occurrence
 from drgui.core.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
 from drgui.core.workspace import Workspace
 
@@ -42,19 +42,7 @@ class Reminder:
 
 def last_slot(rule_text: str, now: datetime, local: tzinfo) -> datetime | None:
     """The latest occurrence of `rule_text` at or before `now`, interpreted in `local` time."""
-    try:
-        from drgui.core import schedule  # the shared schedule engine, when present
-
-        previous = getattr(schedule, "previous_occurrence", None)
-        if previous is not None:
-            return previous(rule_text, now, local)
-    except ImportError:
-        pass
-    naive_now = now.astimezone(local).replace(tzinfo=None)
-    start = (naive_now - timedelta(days=40)).replace(hour=0, minute=0, second=0, microsecond=0)
-    rule = rrule.rrulestr(rule_text, dtstart=start)
-    slot = rule.before(naive_now, inc=True)
-    return slot.replace(tzinfo=local) if slot else None
+    return previous_occurrence(rule_text, now, local)
 
 
 def weekly_review_lines(status: Status | None, now: datetime) -> list[str]:
@@ -125,6 +113,8 @@ class ReminderService(QObject):
             slot = last_slot(schedule[kind], now, self.local)
             if slot is None or now - slot > CATCH_UP or self.shown.get(kind) == slot:
                 continue
+            if self._handled_since(kind, slot):
+                continue
             if kind == DRILL:
                 found.append(
                     Reminder(
@@ -142,6 +132,17 @@ class ReminderService(QObject):
                     Reminder(WEEKLY, slot, "Weekly review", weekly_review_lines(self.current_status(), now))
                 )
         return found
+
+    def _handled_since(self, kind: str, slot: datetime) -> bool:
+        """The plan did not exist yet at that slot, or the review or drill was done after it."""
+        created = self.ws.plan.created
+        if created and datetime.fromisoformat(created) > slot:
+            return True
+        if kind == DRILL:
+            runs = [r for r in self.ws.history.runs("drill", limit=20) if r.status in ("ok", "failed")]
+        else:
+            runs = [r for r in self.ws.history.runs("checklist", limit=50) if r.target == "weekly-review"]
+        return any(datetime.fromisoformat(r.started) >= slot for r in runs)
 
     @Slot()
     def check(self) -> list[Reminder]:

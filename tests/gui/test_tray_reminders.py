@@ -18,6 +18,12 @@ SUNDAY_1900 = datetime(2026, 11, 22, 19, 0, tzinfo=UTC)  # a Sunday, not the fir
 FIRST_SUNDAY_1900 = datetime(2026, 12, 6, 19, 0, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def plan_made_in_october(files_ws):
+    """The simulated Sundays lie before today: the plan must be older than them to be reminded."""
+    files_ws.plan.created = "2026-10-01T00:00:00+00:00"
+
+
 class FakeClock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -142,3 +148,17 @@ def test_no_tray_fallback_banner_raises_window_and_snoozes(qtbot, files_ws) -> N
     app.window.findChild(QPushButton, "reminderSnoozeHour").click()
     assert not app.window.banner.isVisible()
     assert app.reminders.snoozed_until == SUNDAY_1900 + timedelta(hours=1)
+
+
+def test_no_reminder_for_a_slot_before_the_plan_existed(files_ws) -> None:
+    files_ws.plan.created = (SUNDAY_1900 + timedelta(hours=1)).isoformat()
+    service = ReminderService(files_ws, clock=FakeClock(SUNDAY_1900 + timedelta(hours=2)), local=UTC)
+    assert service.check() == []
+
+
+def test_no_weekly_reminder_once_the_weekly_checklist_was_run(files_ws) -> None:
+    run_id = files_ws.history.start_run("checklist", target="weekly-review")
+    files_ws.history.finish_run(run_id, "ok")
+    now = datetime.now(UTC)
+    service = ReminderService(files_ws, clock=FakeClock(now), local=UTC)
+    assert all(r.kind != WEEKLY for r in service.check())
