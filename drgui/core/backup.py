@@ -292,6 +292,7 @@ def run_backup(
         raise OperationFailed("The plan has no source to back up.", hint="Add one with `drgui source add`.")
     if not plan.destinations:
         raise OperationFailed("The plan has no destination.", hint="Add one with `drgui dest add`.")
+    ws.store.ensure_ready()
     sources = ws.sources(source_names)
     refuse_sources_missing_secrets(sources)
     dests = ws.destinations(dest_names)

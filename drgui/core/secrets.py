@@ -163,6 +163,10 @@ class SecretStore:
         assert self._backend is not None
         return self._backend
 
+    def ensure_ready(self) -> None:
+        """Refuse plaintext, null, fail and locked keyrings (exit 3) before any work starts."""
+        self._ensure()
+
     def username(self, kind: str, name: str, field: str) -> str:
         return f"{self.plan_id}/{kind}/{name}/{field}"
 
