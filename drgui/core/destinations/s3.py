@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE_MB = 64
 DEFAULT_CONCURRENCY = 2
+FILE_UPLOAD_CONCURRENCY = 4  # put_file streams parts from disk, so more in flight costs no memory
 MAX_RESUMES = 8
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
@@ -352,7 +353,7 @@ class S3Destination(Destination):
         config = TransferConfig(
             multipart_threshold=self.part_size,
             multipart_chunksize=self.part_size,
-            max_concurrency=self.concurrency,
+            max_concurrency=max(self.concurrency, FILE_UPLOAD_CONCURRENCY),
             use_threads=True,
         )
         self._call(
