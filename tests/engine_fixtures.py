@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from drgui.core.pgtools import EmbeddedCluster
-from tests.pg_fixtures import PG_PASSWORD, PgDatabase
+from tests.pg_fixtures import PG_PASSWORD, PgDatabase, temporary_database
 
 PASSPHRASE = "orbit velvet cactus harbor lantern seventeen"
 ENV_SECRETS = {
@@ -165,15 +165,8 @@ def make_git_repo(root: Path) -> Path:
     return root
 
 
-@contextlib.contextmanager
-def session_database(cluster: EmbeddedCluster, prefix: str) -> Iterator[PgDatabase]:
-    name = f"{prefix}_{secrets.token_hex(3)}"
-    cluster.create_database(name)
-    try:
-        yield PgDatabase(cluster, name)
-    finally:
-        if cluster.running:
-            cluster.drop_database(name)
+def session_database(cluster: EmbeddedCluster, prefix: str) -> contextlib.AbstractContextManager[PgDatabase]:
+    return temporary_database(cluster, f"{prefix}_{secrets.token_hex(3)}")
 
 
 @dataclass

@@ -100,8 +100,8 @@ def _database_name(request: pytest.FixtureRequest) -> str:
 
 
 @contextlib.contextmanager
-def _fresh_database(cluster: EmbeddedCluster, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
-    name = _database_name(request)
+def temporary_database(cluster: EmbeddedCluster, name: str) -> Iterator[PgDatabase]:
+    """Database `name` on the cluster, dropped afterwards (if the cluster still runs)."""
     cluster.create_database(name)
     try:
         yield PgDatabase(cluster, name)
@@ -141,13 +141,13 @@ def pg15() -> Iterator[EmbeddedCluster]:
 
 @pytest.fixture
 def pg18_db(pg18: EmbeddedCluster, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
-    with _fresh_database(pg18, request) as database:
+    with temporary_database(pg18, _database_name(request)) as database:
         yield database
 
 
 @pytest.fixture
 def pg15_db(pg15: EmbeddedCluster, request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
-    with _fresh_database(pg15, request) as database:
+    with temporary_database(pg15, _database_name(request)) as database:
         yield database
 
 
@@ -155,5 +155,5 @@ def pg15_db(pg15: EmbeddedCluster, request: pytest.FixtureRequest) -> Iterator[P
 def pg_db(request: pytest.FixtureRequest) -> Iterator[PgDatabase]:
     """A fresh database on each cluster in turn (the test runs once per version)."""
     cluster: EmbeddedCluster = request.getfixturevalue(request.param)
-    with _fresh_database(cluster, request) as database:
+    with temporary_database(cluster, _database_name(request)) as database:
         yield database

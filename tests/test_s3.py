@@ -320,32 +320,16 @@ def test_s3_source_backup_and_restores(new_plan: Callable[..., Plan], s3_bucket:
         k: v.read_bytes()
         for k, v in ((p.relative_to(target).as_posix(), p) for p in target.rglob("*") if p.is_file())
     } == {k.removeprefix("uploads/"): v for k, v in objects.items()}
-    refused = cli(
-        plan,
-        "restore",
-        "latest",
-        "--source",
-        "uploads",
-        "--to-bucket",
-        s3_bucket.name,
-        "--to-prefix",
-        "uploads",
-    )
+
+    def restore_to_bucket(bucket: str, prefix: str):
+        return cli(
+            plan, "restore", "latest", "--source", "uploads", "--to-bucket", bucket, "--to-prefix", prefix
+        )
+
+    refused = restore_to_bucket(s3_bucket.name, "uploads")
     assert refused.code == 2 and "live bucket" in refused.stderr
     s3_bucket.client.create_bucket(Bucket=s3_bucket.name + "-copy")
-    into = ok(
-        cli(
-            plan,
-            "restore",
-            "latest",
-            "--source",
-            "uploads",
-            "--to-bucket",
-            s3_bucket.name + "-copy",
-            "--to-prefix",
-            "restored",
-        )
-    ).json()
+    into = ok(restore_to_bucket(s3_bucket.name + "-copy", "restored")).json()
     assert into["ok"] and into["target"] == f"s3://{s3_bucket.name}-copy/restored"
     for key, body in objects.items():
         got = s3_bucket.client.get_object(

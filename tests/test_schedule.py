@@ -178,14 +178,22 @@ def test_weekly_review_is_the_next_sunday_at_19(weekday_offset: int, clock: tupl
         assert upcoming.date() == after.date()
 
 
-@settings(max_examples=60, deadline=None)
-@given(after=st.datetimes(datetime(2020, 1, 1), datetime(2035, 12, 31), timezones=st.just(UTC)))
-def test_weekly_review_from_any_moment(after: datetime) -> None:
-    upcoming = next_occurrence(WEEKLY, after, NEW_YORK)
+ANY_MOMENT = st.datetimes(datetime(2020, 1, 1), datetime(2035, 12, 31), timezones=st.just(UTC))
+
+
+def next_local(rule: str, after: datetime, tz: tzinfo) -> datetime:
+    """The next occurrence of `rule` after `after`, in `tz` (there must be one)."""
+    upcoming = next_occurrence(rule, after, tz)
     assert upcoming is not None
-    local = upcoming.astimezone(NEW_YORK)
+    return upcoming.astimezone(tz)
+
+
+@settings(max_examples=60, deadline=None)
+@given(after=ANY_MOMENT)
+def test_weekly_review_from_any_moment(after: datetime) -> None:
+    local = next_local(WEEKLY, after, NEW_YORK)
     assert (local.weekday(), local.hour, local.minute, local.second) == (6, 19, 0, 0)
-    assert timedelta(0) < utc(upcoming) - after <= timedelta(days=7)
+    assert timedelta(0) < utc(local) - after <= timedelta(days=7)
 
 
 def test_drills_are_on_the_first_sunday_of_each_month() -> None:
@@ -197,11 +205,9 @@ def test_drills_are_on_the_first_sunday_of_each_month() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(after=st.datetimes(datetime(2020, 1, 1), datetime(2035, 12, 31), timezones=st.just(UTC)))
+@given(after=ANY_MOMENT)
 def test_drill_from_any_moment_is_the_next_first_sunday(after: datetime) -> None:
-    upcoming = next_occurrence(DRILL, after, BERLIN)
-    assert upcoming is not None
-    local = upcoming.astimezone(BERLIN)
+    local = next_local(DRILL, after, BERLIN)
     assert (local.weekday(), local.hour, local.minute) == (6, 19, 0)
     assert local.day <= 7
     # No first Sunday 19:00 was skipped: every Sunday strictly between is not a first Sunday.

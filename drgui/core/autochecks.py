@@ -47,27 +47,30 @@ def backup_within_rpo(ws: Workspace, now: datetime) -> CheckResult:
     return True, f"every source backed up within {format_duration(target)}"
 
 
-def drill_within_35_days(ws: Workspace, now: datetime) -> CheckResult:
-    last = ws.history.last_run("drill", status="ok")
+def _last_ok_within(
+    ws: Workspace, now: datetime, kind: str, days: int, *, never: str, what: str
+) -> CheckResult:
+    """The last ok run of `kind` ended at most `days` days before now: "<what> <age> ago"."""
+    last = ws.history.last_run(kind, status="ok")
     if last is None:
-        return False, "no passed restore drill in the history"
+        return False, never
     age = now - _ended(last)
-    if age > timedelta(days=35):
-        return False, f"last passed drill {age.days} days ago"
-    return True, f"last passed drill {format_duration(age.total_seconds())} ago"
+    if age > timedelta(days=days):
+        return False, f"{what} {age.days} days ago"
+    return True, f"{what} {format_duration(age.total_seconds())} ago"
+
+
+def drill_within_35_days(ws: Workspace, now: datetime) -> CheckResult:
+    return _last_ok_within(
+        ws, now, "drill", 35, never="no passed restore drill in the history", what="last passed drill"
+    )
 
 
 def drive_synced_within_7_days(ws: Workspace, now: datetime) -> CheckResult:
     drives = [d.name for d in ws.plan.destinations if d.kind == "drive"]
     if not drives:
         return True, "no drive in the plan (nothing to sync)"
-    last = ws.history.last_run("drive_sync", status="ok")
-    if last is None:
-        return False, "the drive was never synced"
-    age = now - _ended(last)
-    if age > timedelta(days=7):
-        return False, f"last sync {age.days} days ago"
-    return True, f"last sync {format_duration(age.total_seconds())} ago"
+    return _last_ok_within(ws, now, "drive_sync", 7, never="the drive was never synced", what="last sync")
 
 
 def s3_queue_empty(ws: Workspace, now: datetime) -> CheckResult:

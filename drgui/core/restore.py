@@ -14,9 +14,10 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg
 from psycopg import sql
@@ -344,6 +345,40 @@ def _ensure_empty_dir(path: Path, overwrite: bool) -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+@contextlib.contextmanager
+def decrypted_pipe(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    part: dict[str, Any],
+    identity: str,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+) -> Iterator[tuple[BinaryIO, list[BaseException]]]:
+    """The decrypted plaintext of `part` as a pipe that a producer thread fills, for a streaming consumer.
+
+    Yields (reader, errors): the consumer may append its own error after the producer's. On leaving, the
+    reader is closed (unblocking the producer), the producer joined, and the first error raised.
+    """
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb")
+    writer = os.fdopen(write_fd, "wb")
+
+    def produce() -> None:
+        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
+            meter = RateMeter(progress, "restore", entry["name"], part["cipher_size"])
+            read_part(part, cipher, identity, writer, cancel, meter)
+
+    thread, errors = pump_in_thread(produce)
+    try:
+        yield reader, errors
+    finally:
+        reader.close()
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 def restore_folder(
     dest: Destination,
     snapshot_id: str,
@@ -359,33 +394,12 @@ def restore_folder(
     if part is None:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb")
-    writer = os.fdopen(write_fd, "wb")
-    outcome: dict[str, Any] = {}
-
-    def produce() -> None:
-        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
-            outcome["plain"] = read_part(
-                part,
-                cipher,
-                identity,
-                writer,
-                cancel,
-                RateMeter(progress, "restore", entry["name"], part["cipher_size"]),
-            )
-
-    thread, errors = pump_in_thread(produce)
-    try:
-        with tarfile.open(fileobj=reader, mode="r|") as tar:
-            tar.extractall(to_dir, filter="data")
-    except tarfile.TarError as error:
-        errors.append(OperationFailed(f"{part['path']}: the archive is damaged: {error}"))
-    finally:
-        reader.close()
-        thread.join()
-    if errors:
-        raise errors[0]
+    with decrypted_pipe(dest, snapshot_id, entry, part, identity, cancel, progress) as (reader, errors):
+        try:
+            with tarfile.open(fileobj=reader, mode="r|") as tar:
+                tar.extractall(to_dir, filter="data")
+        except tarfile.TarError as error:
+            errors.append(OperationFailed(f"{part['path']}: the archive is damaged: {error}"))
     result.checks.extend(compare_files(entry.get("files", []), to_dir))
     return result
 

@@ -43,31 +43,26 @@ KIND_LABELS = {
     "drive": "Removable drive (USB stick, external disk)",
 }
 
+# An S3 bucket/prefix takes the same fields as a source and as a destination.
+S3_FIELDS: list[tuple[str, str, str]] = [
+    ("bucket", "Bucket", "text"),
+    ("prefix", "Prefix", "text"),
+    ("endpoint_url", "Endpoint URL", "text"),
+    ("region", "Region", "text"),
+    ("access_key_id", "Access key ID", "password"),
+    ("secret_access_key", "Secret access key", "password"),
+]
 SOURCE_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     # kind: [(key, label, mode)] mode: text | password | dir | file | list
     "postgres": [("dsn", "Connection (DSN)", "text"), ("password", "Password", "password")],
     "folder": [("path", "Folder", "dir"), ("exclude", "Exclude (globs, comma-separated)", "list")],
     "env": [("path", ".env file", "file"), ("require", "Required keys (comma-separated)", "list")],
-    "s3": [
-        ("bucket", "Bucket", "text"),
-        ("prefix", "Prefix", "text"),
-        ("endpoint_url", "Endpoint URL", "text"),
-        ("region", "Region", "text"),
-        ("access_key_id", "Access key ID", "password"),
-        ("secret_access_key", "Secret access key", "password"),
-    ],
+    "s3": S3_FIELDS,
     "git": [("path", "Repository", "dir")],
 }
 DEST_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "local": [("path", "Folder", "dir")],
-    "s3": [
-        ("bucket", "Bucket", "text"),
-        ("prefix", "Prefix", "text"),
-        ("endpoint_url", "Endpoint URL", "text"),
-        ("region", "Region", "text"),
-        ("access_key_id", "Access key ID", "password"),
-        ("secret_access_key", "Secret access key", "password"),
-    ],
+    "s3": S3_FIELDS,
     "drive": [("path", "Mount point", "dir"), ("uuid", "or filesystem UUID", "text")],
 }
 PLACEHOLDERS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 STATE_COLORS = {
     "ok": "#2da44e",
@@ -43,6 +43,35 @@ def title(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("pageTitle")
     return label
+
+
+def scrolling_page(page: QWidget) -> QVBoxLayout:
+    """Make `page` a frameless scroll area; returns the layout of its content (page margins and spacing)."""
+    outer = QVBoxLayout(page)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    outer.addWidget(scroll)
+    content = QWidget()
+    scroll.setWidget(content)
+    layout = QVBoxLayout(content)
+    layout.setContentsMargins(24, 20, 24, 20)
+    layout.setSpacing(14)
+    return layout
+
+
+def heading_row(layout: QVBoxLayout, heading: QLabel, text: str, object_name: str, slot) -> QPushButton:
+    """Add a row to `layout`: the page heading on the left, its main action button on the right."""
+    head = QHBoxLayout()
+    head.addWidget(heading)
+    head.addStretch(1)
+    button = QPushButton(text)
+    button.setObjectName(object_name)
+    button.clicked.connect(slot)
+    head.addWidget(button)
+    layout.addLayout(head)
+    return button
 
 
 def muted(text: str = "") -> QLabel:

@@ -8,12 +8,13 @@ import signal
 import subprocess
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from drgui.core.config import SourceConfig
+from drgui.core.errors import SourceError
 from drgui.core.progress import CancelToken
 from drgui.core.secrets import SecretStore
 
@@ -129,3 +130,30 @@ def pump_in_thread(target, *args) -> tuple[threading.Thread, list[BaseException]
     thread = threading.Thread(target=run, daemon=True, name="drgui-producer")
     thread.start()
     return thread, errors
+
+
+def tar_part_stream(part_name: str, label: str, write: Callable[[BinaryIO], None]) -> Iterator[PartStream]:
+    """Yield one compressed part read from a pipe that `write` fills in a producer thread.
+
+    Closing the reader unblocks the producer if the consumer stopped early; the producer's error (if
+    any) is raised once the part has been read, a broken pipe as "<label>: reading stopped early."
+    """
+    read_fd, write_fd = os.pipe()
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    writer = os.fdopen(write_fd, "wb", buffering=1024 * 1024)
+
+    def produce() -> None:
+        with writer:
+            write(writer)
+
+    thread, errors = pump_in_thread(produce)
+    try:
+        yield PartStream(part_name, reader, compressed=True)
+    finally:
+        reader.close()  # unblocks the producer if we stopped reading early
+        thread.join()
+    if errors:
+        error = errors[0]
+        if isinstance(error, BrokenPipeError):
+            raise SourceError(f"{label}: reading stopped early.")
+        raise error

@@ -14,38 +14,11 @@ from drgui.core.sources.base import CaptureContext, PartStream, Source
 _KEY_RE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=")
 
 
-def env_keys(text: str) -> list[str]:
-    """Key names of a dotenv file, in order, without duplicates. Values are never returned."""
-    keys: list[str] = []
-    in_multiline: str | None = None
-    for line in text.splitlines():
-        if in_multiline:
-            if line.rstrip().endswith(in_multiline):
-                in_multiline = None
-            continue
-        match = _KEY_RE.match(line)
-        if not match:
-            continue
-        if match.group(1) not in keys:
-            keys.append(match.group(1))
-        value = line[match.end() :].strip()
-        for quote in ('"', "'"):
-            if value.startswith(quote) and (len(value) == 1 or not value.endswith(quote)):
-                in_multiline = quote
-    return keys
-
-
-def env_value_digests(text: str) -> dict[str, str]:
-    """sha256 of each key's raw value (the last assignment wins), to tell changed keys without keeping values."""
-    digests: dict[str, str] = {}
-    current: str | None = None
+def _assignments(text: str) -> Iterator[tuple[str, list[str]]]:
+    """(key, raw value lines) of each assignment of a dotenv file, in order; a quoted value may span lines."""
+    key: str | None = None
     value_lines: list[str] = []
     in_multiline: str | None = None
-
-    def finish() -> None:
-        if current is not None:
-            digests[current] = hashlib.sha256("\n".join(value_lines).encode("utf-8")).hexdigest()
-
     for line in text.splitlines():
         if in_multiline:
             value_lines.append(line)
@@ -55,15 +28,29 @@ def env_value_digests(text: str) -> dict[str, str]:
         match = _KEY_RE.match(line)
         if not match:
             continue
-        finish()
-        current = match.group(1)
+        if key is not None:
+            yield key, value_lines
+        key = match.group(1)
         value = line[match.end() :].strip()
         value_lines = [value]
         for quote in ('"', "'"):
             if value.startswith(quote) and (len(value) == 1 or not value.endswith(quote)):
                 in_multiline = quote
-    finish()
-    return digests
+    if key is not None:
+        yield key, value_lines
+
+
+def env_keys(text: str) -> list[str]:
+    """Key names of a dotenv file, in order, without duplicates. Values are never returned."""
+    return list(dict.fromkeys(key for key, _ in _assignments(text)))
+
+
+def env_value_digests(text: str) -> dict[str, str]:
+    """sha256 of each key's raw value (the last assignment wins), to tell changed keys without keeping values."""
+    return {
+        key: hashlib.sha256("\n".join(value_lines).encode("utf-8")).hexdigest()
+        for key, value_lines in _assignments(text)
+    }
 
 
 def key_changes(old: list[str], new: list[str]) -> dict[str, list[str]]:

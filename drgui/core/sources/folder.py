@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drgui.core.errors import SourceError
-from drgui.core.sources.base import CaptureContext, PartStream, Source, pump_in_thread
+from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 
 
 class _HashingFile:
@@ -99,25 +99,11 @@ class FolderSource(Source):
 
     def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
         files: list[dict[str, Any]] = []
-        read_fd, write_fd = os.pipe()
-        reader = os.fdopen(read_fd, "rb", buffering=0)
-        writer = os.fdopen(write_fd, "wb", buffering=1024 * 1024)
-
-        def produce() -> None:
-            with writer:
-                write_tar(self.root, self.excludes, writer, files, ctx.cancel)
-
-        thread, errors = pump_in_thread(produce)
-        try:
-            yield PartStream("files.tar.zst", reader, compressed=True)
-        finally:
-            reader.close()  # unblocks the producer if we stopped reading early
-            thread.join()
-        if errors:
-            error = errors[0]
-            if isinstance(error, BrokenPipeError):
-                raise SourceError(f"Folder source '{self.name}': reading stopped early.")
-            raise error
+        yield from tar_part_stream(
+            "files.tar.zst",
+            f"Folder source '{self.name}'",
+            lambda out: write_tar(self.root, self.excludes, out, files, ctx.cancel),
+        )
         ctx.manifest.update(
             {
                 "path": str(self.root),

@@ -6,7 +6,6 @@ size, ETag and sha256. Restores go into a directory (the folder restore) or into
 
 from __future__ import annotations
 
-import os
 import tarfile
 from collections.abc import Iterator
 from functools import cached_property
@@ -14,7 +13,7 @@ from typing import Any, BinaryIO, NoReturn
 
 from drgui.core.errors import DestinationError, SourceError, UsageError
 from drgui.core.s3common import describe_location, error_code, make_client, raise_s3_error
-from drgui.core.sources.base import CaptureContext, PartStream, Source, pump_in_thread
+from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.sources.folder import _HashingFile
 
 
@@ -104,24 +103,11 @@ class S3Source(Source):
 
     def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
         files: list[dict[str, Any]] = []
-        read_fd, write_fd = os.pipe()
-        reader = os.fdopen(read_fd, "rb", buffering=0)
-        writer = os.fdopen(write_fd, "wb", buffering=1024 * 1024)
-
-        def produce() -> None:
-            with writer:
-                self._write_tar(writer, files, ctx.cancel)
-
-        thread, errors = pump_in_thread(produce)
-        try:
-            yield PartStream("objects.tar.zst", reader, compressed=True)
-        finally:
-            reader.close()
-            thread.join()
-        if errors:
-            if isinstance(errors[0], BrokenPipeError):
-                raise SourceError(f"S3 source '{self.name}': reading stopped early.")
-            raise errors[0]
+        yield from tar_part_stream(
+            "objects.tar.zst",
+            f"S3 source '{self.name}'",
+            lambda out: self._write_tar(out, files, ctx.cancel),
+        )
         ctx.manifest.update(
             {
                 "bucket": self.bucket,
@@ -197,10 +183,8 @@ def restore_bucket(
     progress=None,
 ):
     """`restore ID --source NAME --to-bucket B [--to-prefix P]`: decrypt the tar and upload its objects."""
-    from drgui.core.pipeline import read_part
-    from drgui.core.progress import CancelToken, RateMeter, ignore_progress
-    from drgui.core.restore import RestoreResult, _part
-    from drgui.core.snapshot import snapshot_prefix
+    from drgui.core.progress import CancelToken, ignore_progress
+    from drgui.core.restore import RestoreResult, _part, decrypted_pipe
 
     cancel = cancel or CancelToken()
     source = ws.sources([entry["name"]])[0]
@@ -209,23 +193,11 @@ def restore_bucket(
     part = _part(entry, "objects.tar.zst")
     if part is None:
         raise SourceError(f"The snapshot has no objects for source '{entry['name']}'.")
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb")
-    writer = os.fdopen(write_fd, "wb")
-
-    def produce() -> None:
-        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
-            meter = RateMeter(progress or ignore_progress, "restore", entry["name"], part["cipher_size"])
-            read_part(part, cipher, identity, writer, cancel, meter)
-
-    thread, errors = pump_in_thread(produce)
-    try:
+    with decrypted_pipe(dest, snapshot_id, entry, part, identity, cancel, progress or ignore_progress) as (
+        reader,
+        _errors,
+    ):
         checks = restore_to_bucket(source, reader, entry, to_bucket, to_prefix, overwrite=overwrite)
-    finally:
-        reader.close()
-        thread.join()
-    if errors:
-        raise errors[0]
     result = RestoreResult(snapshot_id, entry["name"], f"s3://{to_bucket}/{to_prefix.strip('/')}")
     result.checks.extend(checks)
     return result

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -19,7 +18,17 @@ from drgui.core.progress import Progress
 from drgui.core.status import Status
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import STATE_COLORS, STATE_WORDS, Card, clear_layout, dot, muted, title
+from drgui.gui.widgets import (
+    STATE_COLORS,
+    STATE_WORDS,
+    Card,
+    clear_layout,
+    dot,
+    heading_row,
+    muted,
+    scrolling_page,
+    title,
+)
 
 ACTIVITY_WORDS = {
     "backup": "Backup",
@@ -80,27 +89,12 @@ class DashboardPage(QWidget):
         super().__init__()
         self.controller = controller
         self.rows: dict[str, SourceProgress] = {}
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        outer.addWidget(scroll)
-        content = QWidget()
-        scroll.setWidget(content)
-        layout = QVBoxLayout(content)
-        layout.setContentsMargins(24, 20, 24, 20)
-        layout.setSpacing(14)
+        layout = scrolling_page(self)
 
-        head = QHBoxLayout()
         self.heading = title("Dashboard")
-        head.addWidget(self.heading)
-        head.addStretch(1)
-        self.backup_button = QPushButton("Back up now")
-        self.backup_button.setObjectName("backupNowButton")
-        self.backup_button.clicked.connect(controller.start_backup)
-        head.addWidget(self.backup_button)
-        layout.addLayout(head)
+        self.backup_button = heading_row(
+            layout, self.heading, "Back up now", "backupNowButton", controller.start_backup
+        )
 
         self.progress_card = Card("Backup in progress")
         self.progress_card.setObjectName("card")
@@ -269,7 +263,11 @@ class DashboardPage(QWidget):
             self.dests_grid.addWidget(muted(dest.description), row, 2)
             self.dests_grid.addWidget(QLabel(f"last copy {humanize.ago(dest.last_success)}"), row, 3)
             parts = []
-            parts.append(f"{dest.snapshots} snapshots" if dest.snapshots >= 0 else "remote")
+            parts.append(
+                f"{dest.snapshots} snapshot{'' if dest.snapshots == 1 else 's'}"
+                if dest.snapshots >= 0
+                else "remote"
+            )
             if dest.queued:
                 parts.append(f"{dest.queued} waiting")
             if not dest.available:

@@ -9,9 +9,7 @@ from PySide6.QtCore import QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QHBoxLayout,
     QHeaderView,
-    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -22,7 +20,7 @@ from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import muted, title
+from drgui.gui.widgets import heading_row, muted, title
 
 
 def checks_text(detail: dict) -> str:
@@ -48,14 +46,13 @@ class DrillsPage(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
         layout.setSpacing(12)
-        head = QHBoxLayout()
-        head.addWidget(title("Restore tests"))
-        head.addStretch(1)
-        self.start_button = QPushButton("Start restore test")
-        self.start_button.setObjectName("startRestoreTestButton")
-        self.start_button.clicked.connect(self.start_restore_test)
-        head.addWidget(self.start_button)
-        layout.addLayout(head)
+        self.start_button = heading_row(
+            layout,
+            title("Restore tests"),
+            "Start restore test",
+            "startRestoreTestButton",
+            self.start_restore_test,
+        )
         layout.addWidget(
             muted(
                 "Once a month drgui restores the latest snapshot into a scratch database, compares every "

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -21,7 +20,7 @@ from drgui.core.errors import DrguiError
 from drgui.core.secrets import backend_status
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import Card, muted, title
+from drgui.gui.widgets import Card, muted, scrolling_page, title
 
 SCHEDULE_CHOICES = {
     "backup": [
@@ -59,17 +58,7 @@ class SettingsPage(QWidget):
     def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.controller = controller
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        outer.addWidget(scroll)
-        content = QWidget()
-        scroll.setWidget(content)
-        layout = QVBoxLayout(content)
-        layout.setContentsMargins(24, 20, 24, 20)
-        layout.setSpacing(14)
+        layout = scrolling_page(self)
         layout.addWidget(title("Settings"))
 
         targets = Card("Recovery targets")
