@@ -35,6 +35,7 @@ from drgui.core.pgtools import EmbeddedCluster
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
 from drgui.core.restore import (
     _decrypt_to_file,
+    decrypt_dump,
     prepare_database_target,
     resolve_snapshot,
     restore_database,
@@ -43,6 +44,7 @@ from drgui.core.restore import (
     restore_git,
 )
 from drgui.core.snapshot import snapshot_time
+from drgui.core.sources.base import pump_in_thread
 from drgui.core.sources.envfile import env_keys
 from drgui.core.sources.postgres import describe_conninfo, schema_fingerprint, split_dsn
 from drgui.core.verify import load_manifest, verify_snapshot
@@ -379,33 +381,66 @@ def _restore_and_check(
     cancel: CancelToken,
 ) -> None:
     snapshot_id = result.snapshot_id
-    step("verify", f"Verifying {snapshot_id} on {dest.name}")
-    verify = verify_snapshot(dest, snapshot_id, progress=step.progress, cancel=cancel)
-    for problem in verify.problems:
-        _check(result, "verify", f"verify {problem.split(':', 1)[0]}", False, problem)
-    if verify.ok:
-        _check(result, "verify", "verify", True, f"{len(verify.checked)} files match the index")
-    verify_run = ws.history.start_run("verify", target=dest.name, snapshot_id=snapshot_id)
-    ws.history.finish_run(verify_run, "ok" if verify.ok else "failed", detail=verify.to_json())
-    cancel.check()
     try:
-        manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
+        manifest: dict[str, Any] | None = load_manifest(dest, dest.read_index(snapshot_id), identity)
     except DrguiError as error:
-        _check(result, "verify", "manifest", False, error.message)
+        manifest, manifest_error = None, error.message
+    databases = [e for e in manifest["sources"] if e["kind"] == "postgres"] if manifest else []
+    # The scratch server starts (initdb + postgres, about a second) while we verify and decrypt.
+    starter, start_errors = None, []
+    if databases:
+        step("scratch", "Starting a scratch PostgreSQL")
+        major = int(databases[0].get("server_version_num", 0)) // 10000 or None
+        starter, start_errors = pump_in_thread(scratch.start, major)
+    try:
+        step("verify", f"Verifying {snapshot_id} on {dest.name}")
+        verify = verify_snapshot(dest, snapshot_id, progress=step.progress, cancel=cancel)
+        for problem in verify.problems:
+            _check(result, "verify", f"verify {problem.split(':', 1)[0]}", False, problem)
+        if verify.ok:
+            _check(result, "verify", "verify", True, f"{len(verify.checked)} files match the index")
+        verify_run = ws.history.start_run("verify", target=dest.name, snapshot_id=snapshot_id)
+        ws.history.finish_run(verify_run, "ok" if verify.ok else "failed", detail=verify.to_json())
+        cancel.check()
+        first_dump = workdir / "first.dump" if databases else None
+        if first_dump is not None:
+            try:
+                decrypt_dump(dest, snapshot_id, databases[0], identity, first_dump, cancel, step.progress)
+            except (Cancelled, UsageError):
+                raise
+            except DrguiError as error:
+                _check(result, "restore", f"restore {databases[0]['name']}", False, error.message)
+                first_dump = None
+    finally:
+        if starter is not None:
+            starter.join()
+    if start_errors:
+        raise start_errors[0]
+    if manifest is None:
+        _check(result, "verify", "manifest", False, manifest_error)
         return
     entries = manifest["sources"]
     result.sources = [{"name": e["name"], "kind": e["kind"]} for e in entries]
-    databases = [e for e in entries if e["kind"] == "postgres"]
     restored: dict[str, tuple[str, str | None]] = {}
     if databases:
-        step("scratch", "Starting a scratch PostgreSQL")
-        scratch.start(int(databases[0].get("server_version_num", 0)) // 10000 or None)
         result.scratch = scratch.description
         step("scratch", f"Scratch server: {scratch.description}")
         for index, entry in enumerate(databases):
             cancel.check()
+            if index == 0 and first_dump is None:
+                continue  # its dump could not be decrypted: already a failed check
             restored_db = _restore_one_database(
-                ws, dest, identity, result, scratch, entry, index, workdir, step, cancel
+                ws,
+                dest,
+                identity,
+                result,
+                scratch,
+                entry,
+                index,
+                workdir,
+                step,
+                cancel,
+                first_dump if index == 0 else None,
             )
             if restored_db:
                 restored[entry["name"]] = restored_db
@@ -450,6 +485,7 @@ def _restore_one_database(
     workdir: Path,
     step: _Stepper,
     cancel: CancelToken,
+    decrypted_dump: Path | None = None,
 ) -> tuple[str, str | None] | None:
     name = entry["name"]
     conninfo, password = scratch.database_for(entry, index)
@@ -468,6 +504,7 @@ def _restore_one_database(
             identity=identity,
             no_owner=True,
             guard=False,  # the embedded cluster is ours; a given DSN went through the guard above
+            decrypted_dump=decrypted_dump,
             progress=step.progress,
             cancel=cancel,
         )

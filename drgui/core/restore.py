@@ -239,6 +239,24 @@ def only_harmless_restore_errors(lines: list[str]) -> bool:
     )
 
 
+def decrypt_dump(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    identity: str,
+    path: Path,
+    cancel: CancelToken,
+    progress: ProgressCallback = ignore_progress,
+) -> None:
+    """Decrypt a postgres source's dump into `path` (pg_restore -j needs a file it can seek in)."""
+    part = _part(entry, "db.dump.zst")
+    if part is None:
+        raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
+    progress(Progress("restore", entry["name"], "Downloading and decrypting the dump"))
+    meter = RateMeter(progress, "restore", entry["name"], part["cipher_size"])
+    _decrypt_to_file(dest, snapshot_id, part, identity, path, cancel, meter)
+
+
 def restore_database(
     ws: Workspace,
     dest: Destination,
@@ -253,7 +271,10 @@ def restore_database(
     progress: ProgressCallback = ignore_progress,
     cancel: CancelToken | None = None,
     guard: bool = True,
+    decrypted_dump: Path | None = None,
 ) -> RestoreResult:
+    """`decrypted_dump`: the dump already decrypted (and checked) by the caller, e.g. while the drill's
+    scratch server was starting; otherwise it is decrypted here into a temp file."""
     cancel = cancel or CancelToken()
     if guard:
         params, password = prepare_database_target(
@@ -271,17 +292,9 @@ def restore_database(
     pg_restore = pgtools.find_tool("pg_restore")
     ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="restore-", dir=ws.home.tmp_dir) as tmp:
-        dump = Path(tmp) / "db.dump"
-        progress(Progress("restore", entry["name"], "Downloading and decrypting the dump"))
-        _decrypt_to_file(
-            dest,
-            snapshot_id,
-            part,
-            identity,
-            dump,
-            cancel,
-            RateMeter(progress, "restore", entry["name"], part["cipher_size"]),
-        )
+        dump = decrypted_dump or Path(tmp) / "db.dump"
+        if decrypted_dump is None:
+            decrypt_dump(dest, snapshot_id, entry, identity, dump, cancel, progress)
         cancel.check()
         argv = [
             str(pg_restore),
