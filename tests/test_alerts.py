@@ -207,3 +207,14 @@ def test_failed_backup_and_size_alert_reach_the_webhook(new_plan, hook: Hook, tm
     bodies = hook.wait()
     assert "Backup failed" in bodies[-1]["text"]
     assert_url_hidden(failed, hook)
+
+
+def test_size_change_is_a_reason_on_the_dashboard(tmp_path: Path) -> None:
+    from drgui.core.status import compute_status
+
+    ws = workspace(tmp_path, alert_size_change_percent=50)
+    ws.plan.sources = [SourceConfig("db", "postgres", {"host": "db.internal", "dbname": "app"})]
+    add_backup(ws, NOW - timedelta(hours=3), "ok", {"db": 1000})
+    add_backup(ws, NOW - timedelta(hours=2), "ok", {"db": 10})
+    status = compute_status(ws, NOW)
+    assert any("db" in reason and "%" in reason for reason in status.reasons), status.reasons

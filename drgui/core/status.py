@@ -12,6 +12,7 @@ from typing import Any
 
 from dateutil import tz as dateutil_tz
 
+from drgui.core.alerts import compute_alerts
 from drgui.core.history import Run
 from drgui.core.workspace import Workspace
 
@@ -246,6 +247,11 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
     elif any(d.kind == "drive" for d in plan.destinations):
         score -= 5
         reasons.append("The .env has never been copied to the drive.")
+
+    for alert in compute_alerts(ws, now):
+        if alert.kind == "size_change":  # staleness is already a source's RPO state above
+            score -= 5
+            reasons.append(alert.message)
 
     try:
         next_times = _next_times(ws, now, local)
