@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Slot
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from drgui.core.home import Home
 from drgui.core.workspace import Workspace
 from drgui.gui.controller import Controller
+from drgui.gui.drive_watch import DriveSyncOnInsert, DriveWatcher, drive_specs
 from drgui.gui.icons import icon
 from drgui.gui.main_window import PAGES, MainWindow
 from drgui.gui.reminders import ReminderService
@@ -46,6 +47,8 @@ class App(QObject):
             self.banner = ReminderBanner(self.actions, self.reminders)
         self.actions.quit_requested.connect(self.quit)
         self.window.quit_requested.connect(self.quit)
+        self.drive_watcher: DriveWatcher | None = None
+        self.drive_sync: DriveSyncOnInsert | None = None
 
     def _cached_status(self):
         return self.controller.status
@@ -57,10 +60,46 @@ class App(QObject):
         self.controller.refresh()
         self.controller.refresh_timer.start()
         self.reminders.start()
+        self.start_drive_watcher()
+        self.controller.status_changed.connect(self._on_status_for_drives)
+
+    def start_drive_watcher(self) -> DriveWatcher | None:
+        """Watch for the registered drive, once the plan has one (it may be added while the app runs)."""
+        if self.drive_watcher is not None or not drive_specs(self.ws):
+            return self.drive_watcher
+        self.drive_watcher = DriveWatcher(self.ws, self.controller.worker, parent=self)
+        self.drive_sync = DriveSyncOnInsert(
+            self.ws, self.controller.worker, self.drive_watcher, window=self.window, parent=self
+        )
+        self.drive_watcher.inserted.connect(self.controller.refresh)
+        self.drive_watcher.removed.connect(self.controller.refresh)
+        self.drive_sync.synced.connect(self.controller.refresh)
+        self.drive_sync.message.connect(self.show_drive_message)
+        self.drive_watcher.start()
+        return self.drive_watcher
+
+    @Slot(object)
+    def _on_status_for_drives(self, _status) -> None:
+        self.start_drive_watcher()
+
+    @Slot(str, str, str)
+    def show_drive_message(self, level: str, title: str, text: str) -> None:
+        """A drive sync's outcome: a tray notification, else the main window's banner. Never modal."""
+        if self.tray is not None and self.tray.icon.isVisible():
+            icon = (
+                QSystemTrayIcon.MessageIcon.Warning
+                if level == "error"
+                else QSystemTrayIcon.MessageIcon.Information
+            )
+            self.tray.icon.showMessage(title, text, icon, 20_000)
+        else:
+            self.window.banner.show_message(level, title, text)
 
     @Slot()
     def quit(self) -> None:
         """Cancel running work (it cleans up after itself), wait for it, then leave the event loop."""
+        if self.drive_watcher is not None:
+            self.drive_watcher.stop()
         self.controller.worker.cancel_all()
         self.controller.worker.wait(60_000)
         if self.tray is not None:

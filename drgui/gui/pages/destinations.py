@@ -1,33 +1,113 @@
-"""Destinations page, with "Sync .env to drive" (the engine's envsync on the worker)."""
+"""Destinations page, with "Sync .env to drive" (the engine's envsync on the worker) and, for drives,
+their encryption, whether they are plugged in and when the .env was last copied to them."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QLabel
 
-from drgui.core.envsync import sync_env_to_drive
 from drgui.core.errors import DrguiError
+from drgui.core.history import Run
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
+from drgui.gui import humanize
+from drgui.gui.controller import Controller
+from drgui.gui.drive_watch import SYNC_JOB, SyncEnvWork, sync_summary
 from drgui.gui.pages.listing import PlanItemsPage
 
+__all__ = ["DestinationsPage", "SyncEnvWork"]
 
-class SyncEnvWork:
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
+ENCRYPTION_WORDS = {
+    "luks": "encrypted (LUKS)",
+    "apfs-encrypted": "encrypted (APFS)",
+    "filevault": "encrypted (FileVault)",
+    "bitlocker": "encrypted (BitLocker)",
+    "none": "NOT encrypted",
+    "unknown": "encryption unknown",
+}
 
-    def __call__(self, progress: ProgressCallback, cancel: CancelToken):
-        return sync_env_to_drive(self.ws, progress=progress)
+
+class DriveSyncRunsWork:
+    """Runs on the worker: the latest `drive_sync` run per drive destination (None: never synced)."""
+
+    def __init__(self, ws: Workspace, names: list[str]) -> None:
+        self.ws, self.names = ws, names
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> dict[str, Run | None]:
+        runs = self.ws.history.runs("drive_sync", limit=200)
+        return {name: next((r for r in runs if r.target == name), None) for name in self.names}
 
 
 class DestinationsPage(PlanItemsPage):
     SOURCE = False
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__(controller)
+        self.drive_info = QLabel()
+        self.drive_info.setObjectName("driveSyncInfo")
+        self.drive_info.setWordWrap(True)
+        self.drive_info.hide()
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.table) + 1, self.drive_info)
+        self._available: dict[str, bool] = {}
+        self._drive_runs_busy = False
+
+    @Slot(object)
+    def show_status(self, status) -> None:
+        super().show_status(status)
+        self._available = {d.name: d.available for d in status.destinations if d.kind == "drive"}
+        if not self._available:
+            self.drive_info.hide()
+            return
+        if self._drive_runs_busy:
+            return
+        self._drive_runs_busy = True
+        job = self.controller.worker.job(
+            "Drive sync times", DriveSyncRunsWork(self.ws, list(self._available))
+        )
+        job.finished.connect(self.show_drive_info)
+        job.done.connect(self._on_drive_runs_done)
+        self.controller.worker.start(job)
+
+    @Slot()
+    def _on_drive_runs_done(self) -> None:
+        self._drive_runs_busy = False
+
+    @Slot(object)
+    def show_drive_info(self, runs: dict[str, Run | None]) -> None:
+        """One line per drive: encryption, plugged in or not, last .env sync."""
+        lines = []
+        for dest in self.ws.plan.destinations:
+            if dest.kind != "drive" or dest.name not in runs:
+                continue
+            if dest.settings.get("uuid"):
+                encryption = ENCRYPTION_WORDS.get(
+                    dest.settings.get("encryption", "unknown"), "encryption unknown"
+                )
+            else:
+                encryption = "plain directory, encryption not checked"
+            plugged = "plugged in" if self._available.get(dest.name) else "not plugged in"
+            lines.append(
+                f"<b>{dest.name}</b>: {encryption} · {plugged} · {self._last_sync_text(runs[dest.name])}"
+            )
+        self.drive_info.setText("<br>".join(lines))
+        self.drive_info.setVisible(bool(lines))
+
+    @staticmethod
+    def _last_sync_text(run: Run | None) -> str:
+        if run is None:
+            return ".env never synced"
+        moment = humanize.parse_iso(run.finished or run.started)
+        if run.status == "ok":
+            return f".env last synced {humanize.ago(moment)}"
+        return f"last .env sync {run.status} {humanize.ago(moment)}"
 
     @Slot()
     def sync_env(self) -> None:
         """Copy every env source to the registered drive; says what changed (key names only) and when to unplug."""
         self.message.setStyleSheet("color: #57606a;")
         self.message.setText("Copying the .env to the drive…")
-        job = self.controller.worker.job("Sync .env to drive", SyncEnvWork(self.ws))
+        job = self.controller.worker.job(SYNC_JOB, SyncEnvWork(self.ws))
         job.finished.connect(self.on_synced)
         job.failed.connect(self.on_sync_failed)
         self.controller.worker.start(job)
@@ -35,14 +115,7 @@ class DestinationsPage(PlanItemsPage):
     @Slot(object)
     def on_synced(self, result) -> None:
         self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
-        changes = []
-        for copy in result.copies:
-            if copy.added:
-                changes.append(f"{copy.source}: added {', '.join(copy.added)}")
-            if copy.removed:
-                changes.append(f"{copy.source}: removed {', '.join(copy.removed)}")
-        detail = (" " + "; ".join(changes) + ".") if changes else ""
-        self.message.setText(f"✓ .env copied to '{result.drive}'.{detail} {result.unplug_advice()}")
+        self.message.setText(f"✓ {sync_summary(result)}")
         self.controller.refresh()
 
     @Slot(object)

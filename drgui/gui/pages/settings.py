@@ -20,6 +20,7 @@ from drgui.core.errors import DrguiError
 from drgui.core.secrets import backend_status
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
+from drgui.gui.drive_watch import DRIVE_SYNC_SETTING, drive_sync_mode
 from drgui.gui.widgets import Card, muted, scrolling_page, title
 
 SCHEDULE_CHOICES = {
@@ -40,6 +41,11 @@ SCHEDULE_CHOICES = {
 }
 SCHEDULE_LABELS = {"backup": "Backups", "weekly_review": "Weekly review", "drill": "Restore test"}
 CUSTOM = "Custom rule (RFC 5545)…"
+DRIVE_SYNC_CHOICES = [
+    ("Ask me first", "ask"),
+    ("Sync automatically", "auto"),
+    ("Do nothing", "off"),
+]
 
 
 def retention_text(policy: dict) -> str:
@@ -99,6 +105,19 @@ class SettingsPage(QWidget):
         )
         layout.addWidget(sched)
 
+        drive = Card("Drive")
+        drive_form = QFormLayout()
+        self.drive_sync = QComboBox()
+        self.drive_sync.setObjectName("driveSyncCombo")
+        for label, mode in DRIVE_SYNC_CHOICES:
+            self.drive_sync.addItem(label, mode)
+        drive_form.addRow("When the registered drive is plugged in", self.drive_sync)
+        drive.body.addLayout(drive_form)
+        drive.body.addWidget(
+            muted("Copies the .env files to it (age-encrypted); shows key names, never values.")
+        )
+        layout.addWidget(drive)
+
         save_row = QHBoxLayout()
         self.save_button = QPushButton("Save settings")
         self.save_button.setObjectName("saveSettingsButton")
@@ -135,6 +154,7 @@ class SettingsPage(QWidget):
             combo.setCurrentIndex(index if index >= 0 else combo.count() - 1)
             self.rules[key].setText(rule)
             self.rules[key].setVisible(index < 0)
+        self.drive_sync.setCurrentIndex(self.drive_sync.findData(drive_sync_mode(plan)))
         self.retention_label.setText(
             "<br>".join(
                 f"<b>{d.name}</b> ({d.kind}): {retention_text(d.retention)}" for d in plan.destinations
@@ -178,6 +198,7 @@ class SettingsPage(QWidget):
         ws.plan.rpo_seconds = rpo
         ws.plan.rto_seconds = rto
         ws.plan.schedule.update(rules)
+        ws.plan.reminders[DRIVE_SYNC_SETTING] = self.drive_sync.currentData()
         ws.save()
         ws.history.append_event("settings.schedule", {"schedule": rules})
         self.message.setStyleSheet("color: #2da44e;")

@@ -1,0 +1,318 @@
+"""Notice when a registered drive is plugged in, and sync the .env to it automatically or after asking.
+
+`DriveWatcher` polls the OS drive list every few seconds on the worker (never on the GUI thread) and
+emits `inserted(name)` on the absent→present edge and `removed(name)` on the way back. An absent
+drive is the normal case, so nothing is ever shown for it: a failing listing is logged once at debug
+level, and a missing tool (no lsblk) switches the watcher off with a status text.
+
+`DriveSyncOnInsert` acts on `inserted` per the plan's `reminders.drive_sync` setting: "auto" syncs
+through the worker and reports which keys changed (names, never values) and when it is safe to
+unplug; "ask" shows a non-modal question with a "Sync now" button; "off" does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from drgui.core.config import Plan
+from drgui.core.drives import Drive, find_drive, list_drives
+from drgui.core.envsync import SyncResult, sync_env_to_drive
+from drgui.core.errors import DrguiError, EnvironmentNotReady, OperationFailed
+from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.workspace import Workspace
+from drgui.gui.worker import Job, Worker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_MS = 5_000
+CHECK_JOB = "Check drives"
+SYNC_JOB = "Sync .env to drive"
+
+DRIVE_SYNC_SETTING = "drive_sync"
+DRIVE_SYNC_MODES = ("auto", "ask", "off")
+DEFAULT_DRIVE_SYNC = "ask"
+
+
+def drive_sync_mode(plan: Plan) -> str:
+    """The plan's `reminders.drive_sync`: "auto", "ask" (the default, also for unknown values) or "off"."""
+    mode = plan.reminders.get(DRIVE_SYNC_SETTING, DEFAULT_DRIVE_SYNC)
+    return mode if mode in DRIVE_SYNC_MODES else DEFAULT_DRIVE_SYNC
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    """What identifies one registered drive destination: its UUIDs, or a plain directory."""
+
+    name: str
+    uuid: str | None
+    container_uuid: str | None
+    path: Path | None
+
+
+def drive_specs(ws: Workspace) -> list[DriveSpec]:
+    """The plan's drive destinations, read on the GUI thread (the worker gets plain values)."""
+    specs = []
+    for dest in ws.plan.destinations:
+        if dest.kind != "drive":
+            continue
+        path = dest.settings.get("path")
+        specs.append(
+            DriveSpec(
+                dest.name,
+                dest.settings.get("uuid"),
+                dest.settings.get("container_uuid"),
+                Path(path).expanduser() if path else None,
+            )
+        )
+    return specs
+
+
+class PresenceWork:
+    """Runs on the worker: the names of the registered drives that are plugged in and mounted."""
+
+    def __init__(self, specs: list[DriveSpec], lister: Callable[[], list[Drive]] = list_drives) -> None:
+        self.specs = specs
+        self.lister = lister
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> frozenset[str]:
+        present: set[str] = set()
+        drives: list[Drive] | None = None
+        for spec in self.specs:
+            if spec.path is not None:
+                if spec.path.is_dir():
+                    present.add(spec.name)
+                continue
+            if not spec.uuid:
+                continue
+            if drives is None:
+                drives = self._list()
+            drive = find_drive(spec.uuid, drives, spec.container_uuid)
+            if drive is not None and drive.mount_point is not None and drive.mount_point.is_dir():
+                present.add(spec.name)
+        return frozenset(present)
+
+    def _list(self) -> list[Drive]:
+        try:
+            return self.lister()
+        except (OSError, ValueError) as error:  # an unreadable recording or tool output: try again later
+            raise OperationFailed(f"Could not list the drives: {error}") from None
+
+
+class DriveWatcher(QObject):
+    """Polls the drive list on the worker; signals insertions and removals of registered drives."""
+
+    inserted = Signal(str)
+    removed = Signal(str)
+    status_changed = Signal(str)
+
+    def __init__(
+        self,
+        ws: Workspace,
+        worker: Worker,
+        *,
+        interval_ms: int = DEFAULT_INTERVAL_MS,
+        lister: Callable[[], list[Drive]] = list_drives,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.worker = worker
+        self.lister = lister
+        self.present: frozenset[str] | None = None  # None until the first answer: that one is the baseline
+        self.status_text = ""
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.poll)
+        self._job: Job | None = None
+        self._failure_logged = False
+
+    @property
+    def running(self) -> bool:
+        return self.timer.isActive()
+
+    def start(self) -> None:
+        """Start polling; drives already plugged in now are the baseline, not insertions."""
+        self.timer.start()
+        self._set_status("Watching for the registered drive.")
+        self.poll()
+
+    def stop(self) -> None:
+        self.timer.stop()
+
+    @Slot()
+    def poll(self) -> None:
+        if self._job is not None or not self.running:
+            return
+        specs = drive_specs(self.ws)
+        if not specs:
+            self.present = frozenset() if self.present is not None else None
+            return
+        job = self.worker.job(CHECK_JOB, PresenceWork(specs, self.lister))
+        job.finished.connect(self._on_presence)
+        job.failed.connect(self._on_failed)
+        job.done.connect(self._on_done)
+        self._job = job
+        self.worker.start(job)
+
+    @Slot(object)
+    def _on_presence(self, present: frozenset[str]) -> None:
+        self._failure_logged = False
+        previous, self.present = self.present, present
+        if previous is None or not self.running:
+            return
+        for name in sorted(present - previous):
+            self.inserted.emit(name)
+        for name in sorted(previous - present):
+            self.removed.emit(name)
+
+    @Slot(object)
+    def _on_failed(self, error: DrguiError) -> None:
+        if isinstance(error, EnvironmentNotReady):
+            log.debug("drive watcher off: %s", error.message)
+            self.stop()
+            self._set_status(f"Drive detection is off: {error.message}")
+            return
+        if not self._failure_logged:  # the next polls keep trying, silently
+            log.debug("listing the drives failed: %s", error.message)
+            self._failure_logged = True
+
+    @Slot()
+    def _on_done(self) -> None:
+        self._job = None
+
+    def _set_status(self, text: str) -> None:
+        self.status_text = text
+        self.status_changed.emit(text)
+
+
+class SyncEnvWork:
+    """Runs on the worker: copy every env source to the drive (the named one, else the first plugged in)."""
+
+    def __init__(self, ws: Workspace, drive_name: str | None = None) -> None:
+        self.ws = ws
+        self.drive_name = drive_name
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> SyncResult:
+        return sync_env_to_drive(self.ws, self.drive_name, progress=progress)
+
+
+def sync_summary(result: SyncResult) -> str:
+    """What a sync did, key names only, and when the drive is safe to unplug."""
+    parts = []
+    for copy in result.copies:
+        changes = [
+            f"{label} {', '.join(keys)}"
+            for label, keys in (("added", copy.added), ("removed", copy.removed), ("changed", copy.changed))
+            if keys
+        ]
+        parts.append(f"{copy.source}: {'; '.join(changes) if changes else 'no key changed'}")
+    detail = (" " + ". ".join(parts) + ".") if parts else ""
+    return f".env copied to '{result.drive}'.{detail} {result.unplug_advice()}"
+
+
+class DriveSyncQuestion(QMessageBox):
+    """Non-modal "drive plugged in: sync now?"; `sync_button` starts the sync."""
+
+    def __init__(self, drive_name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.drive_name = drive_name
+        self.setObjectName("driveSyncQuestion")
+        self.setWindowTitle("Drive plugged in")
+        self.setIcon(QMessageBox.Icon.Question)
+        self.setText(f"Drive '{drive_name}' is plugged in. Copy the .env files to it now?")
+        self.setInformativeText("Only key names are shown afterwards, never values.")
+        self.sync_button = self.addButton("Sync now", QMessageBox.ButtonRole.AcceptRole)
+        self.sync_button.setObjectName("driveSyncNow")
+        self.later_button = self.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        self.later_button.setObjectName("driveSyncLater")
+        self.setModal(False)
+
+
+class DriveSyncOnInsert(QObject):
+    """Acts on the watcher's insertions per `reminders.drive_sync`; reports through `message`."""
+
+    message = Signal(str, str, str)  # level (info | error), title, text
+    synced = Signal(object)  # SyncResult
+
+    def __init__(
+        self,
+        ws: Workspace,
+        worker: Worker,
+        watcher: DriveWatcher,
+        *,
+        window: QWidget | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.worker = worker
+        self.window = window
+        self.questions: dict[str, DriveSyncQuestion] = {}
+        self.last_message = ""
+        watcher.inserted.connect(self.on_inserted)
+        watcher.removed.connect(self.on_removed)
+
+    @Slot(str)
+    def on_inserted(self, name: str) -> None:
+        mode = drive_sync_mode(self.ws.plan)
+        if mode == "off" or not any(s.kind == "env" for s in self.ws.plan.sources):
+            return
+        if mode == "auto":
+            self.sync(name)
+        else:
+            self.ask(name)
+
+    @Slot(str)
+    def on_removed(self, name: str) -> None:
+        question = self.questions.pop(name, None)
+        if question is not None:
+            question.close()
+            question.deleteLater()
+
+    def ask(self, name: str) -> DriveSyncQuestion:
+        question = self.questions.get(name)
+        if question is None:
+            question = DriveSyncQuestion(name, self.window)
+            question.buttonClicked.connect(self._on_answer)
+            self.questions[name] = question
+        question.show()
+        return question
+
+    @Slot(object)
+    def _on_answer(self, button) -> None:
+        question = self.sender()
+        if not isinstance(question, DriveSyncQuestion):
+            return
+        self.questions.pop(question.drive_name, None)
+        question.deleteLater()
+        if button is question.sync_button:
+            self.sync(question.drive_name)
+
+    def sync(self, name: str) -> Job | None:
+        """Sync through the worker, unless a sync already runs in this app."""
+        if self.worker.busy(SYNC_JOB):
+            return None
+        job = self.worker.job(SYNC_JOB, SyncEnvWork(self.ws, name))
+        job.finished.connect(self._on_synced)
+        job.failed.connect(self._on_failed)
+        self.worker.start(job)
+        return job
+
+    @Slot(object)
+    def _on_synced(self, result: SyncResult) -> None:
+        self._tell("info", "Drive synced", sync_summary(result))
+        self.synced.emit(result)
+
+    @Slot(object)
+    def _on_failed(self, error: DrguiError) -> None:
+        self._tell("error", "Drive sync failed", error.message + (f" {error.hint}" if error.hint else ""))
+
+    def _tell(self, level: str, title: str, text: str) -> None:
+        self.last_message = text
+        self.message.emit(level, title, text)
