@@ -151,7 +151,9 @@ class MainWindow(QMainWindow):
         self.activateWindow()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.hide_on_close:
+        # Only the user's close (window manager, spontaneous) hides to the tray: Qt 6's
+        # QApplication.quit() closes every visible window first and gives up if one refuses.
+        if self.hide_on_close and event.spontaneous():
             event.ignore()
             self.hide()
         else:

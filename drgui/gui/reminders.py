@@ -2,10 +2,16 @@
 
 The rules are the plan's RFC 5545 schedule (`weekly_review`, `drill`). A slot that passed while the app
 was not running is shown once when it starts (within a week), not once per missed slot.
+
+Test hooks (read only when set; the end-to-end tests use them): `DRGUI_FAKE_NOW=ISO-8601 time` starts
+the default clock at that time (it then advances with the real one); `DRGUI_DEBUG_STATE_FILE=PATH`
+makes the running app write its state as JSON there (see drgui.gui.debug_state).
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -17,15 +23,36 @@ from drgui.core.config import DEFAULT_SCHEDULE
 from drgui.core.schedule import previous_occurrence
 from drgui.core.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
 from drgui.core.workspace import Workspace
+from drgui.gui.debug_state import install_from_env
 
 Clock = Callable[[], datetime]
 CATCH_UP = timedelta(days=6)
 WEEKLY = "weekly_review"
 DRILL = "drill"
+FAKE_NOW_ENV = "DRGUI_FAKE_NOW"
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def fake_clock(start: datetime) -> Clock:
+    """A clock that reads `start` now and then advances with real time (test hook)."""
+    origin = time.monotonic()
+
+    def now() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - origin)
+
+    return now
+
+
+def default_clock() -> Clock:
+    """The system clock, or the fake one when $DRGUI_FAKE_NOW is set (an aware ISO-8601 time)."""
+    fake = os.environ.get(FAKE_NOW_ENV)
+    if not fake:
+        return system_clock
+    start = datetime.fromisoformat(fake)
+    return fake_clock(start if start.tzinfo else start.replace(tzinfo=UTC))
 
 
 @dataclass
@@ -80,14 +107,14 @@ class ReminderService(QObject):
         self,
         ws: Workspace,
         *,
-        clock: Clock = system_clock,
+        clock: Clock | None = None,
         local: tzinfo | None = None,
         status: Callable[[], Status | None] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.ws = ws
-        self.clock = clock
+        self.clock = clock or default_clock()
         self.local = local or dateutil_tz.tzlocal()
         self._status = status
         self.snoozed_until: datetime | None = None
@@ -100,6 +127,7 @@ class ReminderService(QObject):
     def start(self) -> None:
         self.timer.start()
         QTimer.singleShot(0, self.check)
+        install_from_env(self)  # test hook, inert unless $DRGUI_DEBUG_STATE_FILE is set
 
     def current_status(self) -> Status | None:
         return self._status() if self._status else compute_status(self.ws, self.clock())

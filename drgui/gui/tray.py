@@ -1,15 +1,24 @@
-"""The tray icon (state ok/due/running/failed) and its menu; reminders as notifications or, without a
+"""The tray icon (state ok/due/running/failed) and its menu; reminders as desktop notifications with
+action buttons (falling back to the tray balloon when there is no notification server) or, without a
 system tray, as a banner in the main window that is raised at the due time."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
 from drgui.gui.controller import Controller
 from drgui.gui.icons import tray_icon
 from drgui.gui.main_window import MainWindow
+from drgui.gui.notifications import (
+    DEFAULT,
+    OPEN_CHECKLIST,
+    SNOOZE_HOUR,
+    SNOOZE_TOMORROW,
+    START_DRILL,
+    DesktopNotifier,
+)
 from drgui.gui.reminders import DRILL, Reminder, ReminderService
 
 STATE_TIPS = {
@@ -67,6 +76,11 @@ class Actions(QObject):
             page.sync_env()
 
     @Slot()
+    def open_checklist(self) -> None:
+        self.window.bring_to_front()
+        self.window.show_page("checklists")
+
+    @Slot()
     def start_restore_test(self) -> None:
         self.window.bring_to_front()
         page = self.window.pages["drills"]
@@ -80,7 +94,9 @@ class Tray(QObject):
 
     def __init__(self, actions: Actions, reminders: ReminderService, controller: Controller) -> None:
         super().__init__(actions)
+        self.setObjectName("tray")
         self.actions = actions
+        self.reminders = reminders
         self.icon = QSystemTrayIcon(self)
         self.icon.setObjectName("trayIcon")
         self.menu = QMenu()
@@ -103,7 +119,14 @@ class Tray(QObject):
         self.state = ""
         self.set_state("due")
         controller.state_changed.connect(self.set_state)
+        self.notifier = DesktopNotifier(parent=self)
+        self.notifier.failed.connect(self.show_balloon)
+        self.notifier.action_invoked.connect(self.on_notification_action)
         reminders.reminder_due.connect(self.show_reminder)
+        reminders.snoozed.connect(self._on_snoozed)
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.notifier.stop)
 
     @staticmethod
     def available() -> bool:
@@ -120,9 +143,31 @@ class Tray(QObject):
 
     @Slot(object)
     def show_reminder(self, reminder: Reminder) -> None:
+        """A desktop notification with buttons; `show_balloon` follows if there is no server."""
+        self.last_reminder = reminder
+        self.notifier.notify(reminder)
+
+    @Slot(object)
+    def show_balloon(self, reminder: Reminder) -> None:
         self.last_reminder = reminder
         if self.icon.isVisible():
             self.icon.showMessage(reminder.title, reminder.text, tray_icon("due"), 30_000)
+
+    @Slot(str, str)
+    def on_notification_action(self, kind: str, key: str) -> None:
+        """A button of a reminder's notification: the same slots as the tray menu and the banner."""
+        if key == SNOOZE_HOUR:
+            self.reminders.snooze_hour()
+        elif key == SNOOZE_TOMORROW:
+            self.reminders.snooze_until_tomorrow()
+        elif key == START_DRILL or (key == DEFAULT and kind == DRILL):
+            self.actions.start_restore_test()
+        elif key in (OPEN_CHECKLIST, DEFAULT):
+            self.actions.open_checklist()
+
+    @Slot(object)
+    def _on_snoozed(self, _until) -> None:
+        self.notifier.close_all()
 
     @Slot(QSystemTrayIcon.ActivationReason)
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
@@ -134,8 +179,7 @@ class Tray(QObject):
         if self.last_reminder and self.last_reminder.kind == DRILL:
             self.actions.start_restore_test()
         else:
-            self.actions.window.bring_to_front()
-            self.actions.window.show_page("checklists")
+            self.actions.open_checklist()
 
 
 class ReminderBanner(QObject):

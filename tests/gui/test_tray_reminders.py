@@ -162,3 +162,25 @@ def test_no_weekly_reminder_once_the_weekly_checklist_was_run(files_ws) -> None:
     now = datetime.now(UTC)
     service = ReminderService(files_ws, clock=FakeClock(now), local=UTC)
     assert all(r.kind != WEEKLY for r in service.check())
+
+
+def test_notification_buttons_map_to_the_tray_and_banner_slots(qtbot, files_ws) -> None:
+    from drgui.gui.notifications import reminder_actions
+
+    app = make_app(files_ws, FakeClock(SUNDAY_1900), tray=False)
+    qtbot.addWidget(app.window)
+    [weekly] = app.reminders.check()  # before the tray exists: no D-Bus notification from a unit test
+    tray = Tray(app.actions, app.reminders, app.controller)
+    assert [label for _, label in reminder_actions(weekly)][1:] == [
+        "Open checklist",
+        "Snooze 1 h",
+        "Tomorrow",
+    ]
+    tray.on_notification_action(WEEKLY, "default")
+    assert app.window.current_page == "checklists"
+    tray.on_notification_action(DRILL, "start-drill")
+    assert app.window.current_page == "drills"
+    tray.on_notification_action(WEEKLY, "snooze-tomorrow")
+    assert app.reminders.snoozed_until == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    tray.on_notification_action(WEEKLY, "snooze-hour")
+    assert app.reminders.snoozed_until == SUNDAY_1900 + timedelta(hours=1)
