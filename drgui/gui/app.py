@@ -16,6 +16,7 @@ from drgui.core.home import Home
 from drgui.core.workspace import Workspace
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DriveSyncOnInsert, DriveWatcher, drive_specs
+from drgui.gui.gc_guard import GuiThreadCollector
 from drgui.gui.icons import icon
 from drgui.gui.main_window import PAGES, MainWindow
 from drgui.gui.reminders import ReminderService
@@ -95,15 +96,20 @@ class App(QObject):
         else:
             self.window.banner.show_message(level, title, text)
 
-    @Slot()
-    def quit(self) -> None:
-        """Cancel running work (it cleans up after itself), wait for it, then leave the event loop."""
+    def shutdown(self) -> None:
+        """Stop every timer and watcher, cancel running work (it cleans up after itself) and wait."""
         if self.drive_watcher is not None:
             self.drive_watcher.stop()
-        self.controller.worker.cancel_all()
+        self.reminders.timer.stop()
+        self.controller.close()
         self.controller.worker.wait(60_000)
         if self.tray is not None:
             self.tray.icon.hide()
+
+    @Slot()
+    def quit(self) -> None:
+        """Shut down, then leave the event loop."""
+        self.shutdown()
         QApplication.quit()
 
 
@@ -179,7 +185,12 @@ def run_app(
         shooter = Screenshotter(app, screenshot)
         shooter.start()
     quit_on_signals(qt_app)
-    return qt_app.exec()
+    collector = GuiThreadCollector(parent=qt_app)
+    collector.start()
+    try:
+        return qt_app.exec()
+    finally:
+        collector.stop()
 
 
 def quit_on_signals(qt_app: QApplication) -> QTimer:

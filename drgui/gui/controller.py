@@ -61,14 +61,25 @@ class Controller(QObject):
         self.backup_job: Job | None = None
         self._status_job: Job | None = None
         self._refresh_again = False
+        self.closed = False
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(60_000)
         self.refresh_timer.timeout.connect(self.refresh)
+
+    @Slot()
+    def close(self) -> None:
+        """The app is shutting down: no more refreshes, and results still queued from the worker
+        are dropped instead of being shown on widgets that may be deleted by then."""
+        self.closed = True
+        self.refresh_timer.stop()
+        self.worker.cancel_all()
 
     # --- status ------------------------------------------------------------------------------
     @Slot()
     def refresh(self) -> None:
         """Recompute the status on the worker (it reads the history and lists local destinations)."""
+        if self.closed:
+            return
         if self._status_job is not None:
             self._refresh_again = True
             return
@@ -81,6 +92,8 @@ class Controller(QObject):
 
     @Slot(object)
     def _on_status(self, result: tuple[Status, list[Run]]) -> None:
+        if self.closed:
+            return
         status, self.recent = result
         self.status = status
         self.recent_changed.emit(self.recent)

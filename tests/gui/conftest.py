@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Iterator
@@ -50,8 +51,28 @@ def gui_app(qtbot, files_ws: Workspace) -> Iterator:
     app = App(files_ws, tray=False)
     qtbot.addWidget(app.window)
     yield app
-    app.controller.worker.cancel_all()
-    app.controller.worker.wait(60_000)
+
+
+@pytest.fixture(autouse=True)
+def shut_down_apps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every App a test makes is shut down at its end: no timer of it fires in a later test. Its Qt
+    objects are then collected here, on the GUI thread, and not by a garbage collection that happens
+    to run on a worker thread of a later test (which crashes Qt)."""
+    from drgui.gui.app import App
+
+    made: list[App] = []
+    original = App.__init__
+
+    def recording_init(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(App, "__init__", recording_init)
+    yield
+    for app in made:
+        app.shutdown()
+    made.clear()
+    gc.collect()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

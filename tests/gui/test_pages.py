@@ -223,3 +223,44 @@ def test_screenshot_mode_writes_a_png_of_the_loaded_page(qtbot, files_ws, tmp_pa
     assert run_app(files_ws.home, page="snapshots", screenshot=png, tray=False) == 0
     image = QImage(str(png))
     assert not image.isNull() and image.width() >= 800
+
+
+def test_shutdown_stops_refreshes_and_drops_late_results(qtbot, files_ws) -> None:
+    """After shutdown an app's controller neither refreshes nor shows a result still in flight."""
+    app = App(files_ws, tray=False)
+    qtbot.addWidget(app.window)
+    app.start()
+    qtbot.waitUntil(lambda: app.controller.status is not None, timeout=30_000)
+    shown = []
+    app.controller.status_changed.connect(shown.append)
+    app.controller.refresh()  # a result still in flight when the app shuts down
+    app.shutdown()
+    assert app.controller.closed
+    assert not app.controller.refresh_timer.isActive()
+    assert not app.reminders.timer.isActive()
+    qtbot.wait(200)  # the queued result is delivered now, and dropped
+    app.controller.refresh()
+    assert not app.controller.worker.active
+    assert shown == []
+
+
+def test_garbage_is_collected_on_the_gui_thread(qtbot) -> None:
+    """The app's collector turns automatic collection off and collects from its GUI-thread timer."""
+    import gc
+
+    from drgui.gui.gc_guard import GuiThreadCollector
+
+    collector = GuiThreadCollector(interval_ms=10)
+    collector.start()
+    try:
+        assert not gc.isenabled()
+        cycles = []
+        for _ in range(2000):
+            cycle: list = []
+            cycle.append(cycle)
+            cycles.append(cycle)
+        del cycles
+        qtbot.waitUntil(lambda: collector.collections > 0, timeout=5_000)
+    finally:
+        collector.stop()
+    assert gc.isenabled()
