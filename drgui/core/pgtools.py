@@ -401,6 +401,60 @@ def _track(cluster: EmbeddedCluster, alive: bool) -> None:
             _live_clusters.discard(cluster)
 
 
+# Run by /bin/sh with the read end of a pipe as stdin; drgui holds the write end. When drgui dies in a
+# way no clean-up survives (SIGKILL, a crash), the pipe closes: the watchdog stops the postmaster (if
+# postmaster.pid names a live process started on this very data dir) and removes the cluster's
+# directories, so no scratch copy of the data stays running or on disk. A clean stop() kills it first.
+_WATCHDOG = r"""
+while read -r _; do :; done
+pid=$(head -n 1 "$1/data/postmaster.pid" 2>/dev/null)
+case "$pid" in ''|*[!0-9]*) pid= ;; esac
+if [ -n "$pid" ] && ps -p "$pid" -o args= 2>/dev/null | grep -F -q -- "$1/data"; then
+    kill -QUIT "$pid" 2>/dev/null
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -KILL "$pid" 2>/dev/null
+fi
+rm -rf -- "$1"
+if [ -n "$2" ]; then rm -rf -- "$2"; fi
+"""
+
+
+class _Watchdog:
+    """Removes a cluster when drgui dies without stopping it (POSIX; nothing elsewhere)."""
+
+    def __init__(self, root: Path, socket_parent: Path | None) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.fd: int | None = None
+        if os.name != "posix":
+            return
+        read_end, self.fd = os.pipe()  # both non-inheritable: no other child keeps the pipe open
+        try:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", _WATCHDOG, "drgui-pg-watchdog", str(root), str(socket_parent or "")],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C in the terminal must not reach it
+            )
+        except OSError as error:
+            log.warning("no watchdog for the embedded PostgreSQL in %s: %s", root, error)
+            self.dismiss()
+        finally:
+            os.close(read_end)
+
+    def dismiss(self) -> None:
+        """The cluster was stopped cleanly: end the watchdog without letting it act."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            self.process.wait()
+            self.process = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class _BindFailed(Exception):
     """postgres could not bind its port: another process took it between free_port() and start."""
 
@@ -450,6 +504,7 @@ class EmbeddedCluster:
         self._socket_parent: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._postmaster_pid: int | None = None
+        self._watchdog: _Watchdog | None = None
         self._lock = threading.RLock()
         self._token = secrets.token_hex(8)
 
@@ -568,6 +623,7 @@ class EmbeddedCluster:
             self._own(path)
         self.log_path.touch(mode=0o600)
         self._own(self.log_path)
+        self._watchdog = _Watchdog(self.root_dir, self._socket_parent)
 
     def _initdb(self, deadline: float) -> None:
         root = self._require_root()
@@ -748,6 +804,9 @@ class EmbeddedCluster:
                         shutil.rmtree(directory, ignore_errors=True)
                         if directory.exists():
                             log.warning("could not remove %s", directory)
+                if self._watchdog is not None:
+                    self._watchdog.dismiss()
+                    self._watchdog = None
                 self.root_dir = None
                 self._socket_parent = None
 
