@@ -95,6 +95,25 @@ def test_unchanged_env_does_not_rotate_previous(drive_plan) -> None:
     assert decrypt_bytes((env_dir(plan, stick) / "previous" / "env.age").read_bytes(), key) == first
 
 
+def test_stale_fingerprint_is_none_when_up_to_date_and_changes_with_the_env(drive_plan) -> None:
+    from drgui.core.envsync import stale_fingerprint
+    from drgui.core.home import Home
+    from drgui.core.workspace import Workspace
+
+    plan, env_file, stick = drive_plan
+    ws = Workspace(Home(plan.home))
+    never_synced = stale_fingerprint(ws, "key")
+    assert never_synced is not None
+    ok(plan.cli("--json", "env-to-drive"))
+    assert stale_fingerprint(ws, "key") is None
+    env_file.write_bytes(env_file.read_bytes() + b"SECOND=2\n")
+    changed = stale_fingerprint(ws, "key")
+    assert changed is not None and changed != never_synced
+    assert stale_fingerprint(ws, "key") == changed  # the same content: the same fingerprint
+    stick.rename(stick.with_name("unplugged"))
+    assert stale_fingerprint(ws, "key") is None  # absent: nothing to act on
+
+
 def test_restore_current_and_previous(drive_plan, tmp_path: Path) -> None:
     plan, env_file, _stick = drive_plan
     first = env_file.read_bytes()

@@ -396,6 +396,31 @@ def sync_env_to_drive(
     return SyncResult(dest.name, str(root), copies, dest.eject_commands(), time.monotonic() - started)
 
 
+def stale_fingerprint(ws: Workspace, drive_name: str) -> str | None:
+    """None when the drive is absent or its `current` copies equal every env source; else a digest of
+    the sources' contents, so the app acts (syncs or asks) once per change, not on every poll.
+
+    Cheap enough to call every few seconds: it hashes the .env files and reads each `meta.json` on the
+    drive, decrypting nothing. A source that cannot be read is left to the sync to report.
+    """
+    dest = ws.destination(drive_name)
+    if not isinstance(dest, DriveDestination) or not dest.available():
+        return None
+    stale = False
+    digests = []
+    for source in ws.sources():
+        if not isinstance(source, EnvSource):
+            continue
+        try:
+            digest = _sha256(source.read())
+        except DrguiError:
+            continue
+        digests.append(f"{source.name}:{digest}")
+        meta = _read_meta(dest.root / ENV_DIR / source.name / CURRENT)
+        stale = stale or meta is None or meta.get("sha256") != digest
+    return _sha256("\n".join(digests).encode()) if stale else None
+
+
 # ---------------------------------------------------------------- restore
 
 

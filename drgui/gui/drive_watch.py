@@ -1,20 +1,22 @@
 """Notice when a registered drive is plugged in, and sync the .env to it automatically or after asking.
 
 `DriveWatcher` polls the OS drive list every few seconds on the worker (never on the GUI thread) and
-emits `inserted(name)` on the absent→present edge and `removed(name)` on the way back. An absent
-drive is the normal case, so nothing is ever shown for it: a failing listing is logged once at debug
-level, and a missing tool (no lsblk) switches the watcher off with a status text.
+emits `inserted(name)` on the absent→present edge and `removed(name)` on the way back. A drive that
+stays plugged in (or was already plugged in when the app started) whose copy of the .env is out of
+date gets `stale(name)`, once per change of the .env. An absent drive is the normal case, so nothing
+is ever shown for it: a failing listing is logged once at debug level, and a missing tool (no lsblk)
+switches the watcher off with a status text.
 
-`DriveSyncOnInsert` acts on `inserted` per the plan's `reminders.drive_sync` setting: "auto" syncs
-through the worker and reports which keys changed (names, never values) and when it is safe to
-unplug; "ask" shows a non-modal question with a "Sync now" button; "off" does nothing.
+`DriveSyncOnInsert` acts on `inserted` and `stale` per the plan's `reminders.drive_sync` setting:
+"auto" syncs through the worker and reports which keys changed (names, never values) and when it is
+safe to unplug; "ask" shows a non-modal question with a "Sync now" button; "off" does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -22,7 +24,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from drgui.core.config import Plan
 from drgui.core.drives import Drive, find_drive, list_drives
-from drgui.core.envsync import SyncResult, sync_env_to_drive
+from drgui.core.envsync import SyncResult, stale_fingerprint, sync_env_to_drive
 from drgui.core.errors import DrguiError, EnvironmentNotReady, OperationFailed
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
@@ -73,14 +75,43 @@ def drive_specs(ws: Workspace) -> list[DriveSpec]:
     return specs
 
 
-class PresenceWork:
-    """Runs on the worker: the names of the registered drives that are plugged in and mounted."""
+@dataclass(frozen=True)
+class Presence:
+    """One poll's answer: the registered drives plugged in, and those whose .env copy is out of date
+    (name -> a fingerprint of the .env contents, so the app acts once per change)."""
 
-    def __init__(self, specs: list[DriveSpec], lister: Callable[[], list[Drive]] = list_drives) -> None:
+    names: frozenset[str]
+    stale: dict[str, str] = field(default_factory=dict)
+
+
+class PresenceWork:
+    """Runs on the worker: which registered drives are plugged in and mounted, and which are stale."""
+
+    def __init__(
+        self,
+        specs: list[DriveSpec],
+        lister: Callable[[], list[Drive]] = list_drives,
+        fingerprint: Callable[[str], str | None] | None = None,
+    ) -> None:
         self.specs = specs
         self.lister = lister
+        self.fingerprint = fingerprint
 
-    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> frozenset[str]:
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> Presence:
+        names = self._present()
+        stale: dict[str, str] = {}
+        if self.fingerprint is not None:
+            for name in sorted(names):
+                try:
+                    found = self.fingerprint(name)
+                except (DrguiError, OSError) as error:  # the sync, if any, reports it
+                    log.debug("could not compare the .env with drive %s: %s", name, error)
+                    found = None
+                if found is not None:
+                    stale[name] = found
+        return Presence(names, stale)
+
+    def _present(self) -> frozenset[str]:
         present: set[str] = set()
         drives: list[Drive] | None = None
         for spec in self.specs:
@@ -109,6 +140,7 @@ class DriveWatcher(QObject):
 
     inserted = Signal(str)
     removed = Signal(str)
+    stale = Signal(str)  # plugged in, its .env copy out of date: once per change of the .env
     status_changed = Signal(str)
 
     def __init__(
@@ -125,6 +157,7 @@ class DriveWatcher(QObject):
         self.worker = worker
         self.lister = lister
         self.present: frozenset[str] | None = None  # None until the first answer: that one is the baseline
+        self._acted: dict[str, str] = {}  # drive -> the stale fingerprint already signalled
         self.status_text = ""
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
@@ -137,7 +170,8 @@ class DriveWatcher(QObject):
         return self.timer.isActive()
 
     def start(self) -> None:
-        """Start polling; drives already plugged in now are the baseline, not insertions."""
+        """Start polling. Drives already plugged in now are the baseline, not insertions; those whose
+        .env copy is out of date get `stale` (so a drive left plugged in over a restart is synced)."""
         self.timer.start()
         self._set_status("Watching for the registered drive.")
         self.poll()
@@ -153,22 +187,40 @@ class DriveWatcher(QObject):
         if not specs:
             self.present = frozenset() if self.present is not None else None
             return
-        job = self.worker.job(CHECK_JOB, PresenceWork(specs, self.lister))
+        fingerprint = None
+        if drive_sync_mode(self.ws.plan) != "off" and any(s.kind == "env" for s in self.ws.plan.sources):
+            fingerprint = self._fingerprint
+        job = self.worker.job(CHECK_JOB, PresenceWork(specs, self.lister, fingerprint))
         job.finished.connect(self._on_presence)
         job.failed.connect(self._on_failed)
         job.done.connect(self._on_done)
         self._job = job
         self.worker.start(job)
 
+    def _fingerprint(self, name: str) -> str | None:
+        """Runs on the worker."""
+        return stale_fingerprint(self.ws, name)
+
     @Slot(object)
-    def _on_presence(self, present: frozenset[str]) -> None:
+    def _on_presence(self, answer: Presence) -> None:
         self._failure_logged = False
-        previous, self.present = self.present, present
-        if previous is None or not self.running:
+        previous, self.present = self.present, answer.names
+        if not self.running:
             return
-        for name in sorted(present - previous):
-            self.inserted.emit(name)
-        for name in sorted(previous - present):
+        inserted = answer.names - previous if previous is not None else frozenset()
+        for name in sorted(inserted):
+            self.inserted.emit(name)  # the insertion is the action for the .env as it is now
+        for name in sorted(answer.names):
+            fingerprint = answer.stale.get(name)
+            if fingerprint is None:
+                self._acted.pop(name, None)  # up to date: a later change is new again
+            elif name in inserted:
+                self._acted[name] = fingerprint
+            elif self._acted.get(name) != fingerprint:
+                self._acted[name] = fingerprint
+                self.stale.emit(name)
+        for name in sorted(previous - answer.names) if previous is not None else ():
+            self._acted.pop(name, None)
             self.removed.emit(name)
 
     @Slot(object)
@@ -219,13 +271,13 @@ def sync_summary(result: SyncResult) -> str:
 class DriveSyncQuestion(QMessageBox):
     """Non-modal "drive plugged in: sync now?"; `sync_button` starts the sync."""
 
-    def __init__(self, drive_name: str, parent: QWidget | None = None) -> None:
+    def __init__(self, drive_name: str, parent: QWidget | None = None, text: str | None = None) -> None:
         super().__init__(parent)
         self.drive_name = drive_name
         self.setObjectName("driveSyncQuestion")
         self.setWindowTitle("Drive plugged in")
         self.setIcon(QMessageBox.Icon.Question)
-        self.setText(f"Drive '{drive_name}' is plugged in. Copy the .env files to it now?")
+        self.setText(text or f"Drive '{drive_name}' is plugged in. Copy the .env files to it now?")
         self.setInformativeText("Only key names are shown afterwards, never values.")
         self.sync_button = self.addButton("Sync now", QMessageBox.ButtonRole.AcceptRole)
         self.sync_button.setObjectName("driveSyncNow")
@@ -256,17 +308,25 @@ class DriveSyncOnInsert(QObject):
         self.questions: dict[str, DriveSyncQuestion] = {}
         self.last_message = ""
         watcher.inserted.connect(self.on_inserted)
+        watcher.stale.connect(self.on_stale)
         watcher.removed.connect(self.on_removed)
 
     @Slot(str)
     def on_inserted(self, name: str) -> None:
+        self._act(name, f"Drive '{name}' is plugged in. Copy the .env files to it now?")
+
+    @Slot(str)
+    def on_stale(self, name: str) -> None:
+        self._act(name, f"Drive '{name}' is plugged in and its copy of the .env is out of date. Copy it now?")
+
+    def _act(self, name: str, question: str) -> None:
         mode = drive_sync_mode(self.ws.plan)
         if mode == "off" or not any(s.kind == "env" for s in self.ws.plan.sources):
             return
         if mode == "auto":
             self.sync(name)
         else:
-            self.ask(name)
+            self.ask(name, question)
 
     @Slot(str)
     def on_removed(self, name: str) -> None:
@@ -275,10 +335,10 @@ class DriveSyncOnInsert(QObject):
             question.close()
             question.deleteLater()
 
-    def ask(self, name: str) -> DriveSyncQuestion:
+    def ask(self, name: str, text: str | None = None) -> DriveSyncQuestion:
         question = self.questions.get(name)
         if question is None:
-            question = DriveSyncQuestion(name, self.window)
+            question = DriveSyncQuestion(name, self.window, text)
             question.buttonClicked.connect(self._on_answer)
             self.questions[name] = question
         question.show()

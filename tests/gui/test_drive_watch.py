@@ -224,6 +224,63 @@ def test_ask_declined_and_question_closed_on_removal(
     assert drive_sync_runs(drive_ws) == []
 
 
+def env_path(ws: Workspace) -> Path:
+    return Path(next(s for s in ws.plan.sources if s.kind == "env").settings["path"])
+
+
+def test_drive_plugged_in_before_start_is_synced_when_out_of_date(
+    qtbot, drive_ws: Workspace, recording: Recording, worker
+) -> None:
+    """A drive left plugged in over a restart, never given the current .env: auto mode syncs it."""
+    set_mode(drive_ws, "auto")
+    recording.plug()
+    watcher, on_insert = watch(qtbot, drive_ws, worker)
+    inserted: list[str] = []
+    watcher.inserted.connect(inserted.append)
+    with qtbot.waitSignal(on_insert.synced, timeout=30_000):
+        watcher.start()
+    wait_polls(qtbot, watcher, 4)
+    watcher.stop()
+    assert inserted == []  # the baseline is not an insertion
+    assert env_copy(recording, drive_ws).is_file()
+    assert [r.status for r in drive_sync_runs(drive_ws)] == ["ok"]  # once: up to date afterwards
+
+
+def test_env_changed_while_plugged_in_asks_once_per_change(
+    qtbot, drive_ws: Workspace, recording: Recording, worker
+) -> None:
+    recording.plug()
+    from drgui.core.envsync import sync_env_to_drive
+
+    sync_env_to_drive(drive_ws, "key")
+    watcher, on_insert = watch(qtbot, drive_ws, worker)  # default: ask
+    watcher.start()
+    wait_polls(qtbot, watcher, 4)
+    assert on_insert.questions == {}  # plugged in and up to date: nothing to ask
+
+    with env_path(drive_ws).open("a") as handle:
+        handle.write("NEW_FLAG=1\n")
+    with qtbot.waitSignal(watcher.stale, timeout=5_000) as blocker:
+        pass
+    assert blocker.args == ["key"]
+    question = on_insert.questions["key"]
+    assert "out of date" in question.text()
+    question.later_button.click()
+    wait_polls(qtbot, watcher, 4)
+    assert on_insert.questions == {}  # declined: not asked again for the same content
+
+    with env_path(drive_ws).open("a") as handle:
+        handle.write("OTHER_FLAG=2\n")
+    with qtbot.waitSignal(watcher.stale, timeout=5_000):
+        pass
+    with qtbot.waitSignal(on_insert.synced, timeout=30_000):
+        on_insert.questions["key"].sync_button.click()
+    wait_polls(qtbot, watcher, 4)
+    watcher.stop()
+    assert on_insert.questions == {}
+    assert [r.status for r in drive_sync_runs(drive_ws)] == ["ok", "ok"]
+
+
 def test_absent_drive_no_dialog_no_error(
     qtbot, drive_ws: Workspace, recording: Recording, worker, caplog: pytest.LogCaptureFixture
 ) -> None:
