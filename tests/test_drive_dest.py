@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,62 @@ def test_available_is_false_when_absent(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "gone").mkdir()
     assert plain.available()
     assert plain.root == tmp_path / "gone" / "drgui" / "p1"
+
+
+FAKE_UDISKSCTL = """#!/bin/sh
+echo "$*" >> "{log}"
+if [ "$1" = "{fail}" ]; then echo "Error locking /dev/sdb1: Device is busy" >&2; exit 1; fi
+"""
+
+
+def luks_drive_plan(new_plan, tmp: Path, fail: str = "") -> tuple[Plan, dict[str, str], Path]:
+    """A plan with an env source and the recorded LUKS stick registered by UUID; a fake udisksctl."""
+    plan: Plan = new_plan()
+    mount = tmp / "media" / "DRKEY"
+    listing = recorded(tmp, "lsblk_luks_mounted.json", {"/media/alice/DRKEY": mount})
+    ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(write_env_file(tmp / "app.env"))))
+    env = {"DRGUI_DRIVES_JSON": str(listing)}
+    ok(plan.cli("--json", "dest", "add", "key", "drive", "--uuid", INNER_UUID, env=env))
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    log = tmp / "udisksctl.log"
+    fake = bin_dir / "udisksctl"
+    fake.write_text(FAKE_UDISKSCTL.format(log=log, fail=fail or "none"))
+    fake.chmod(0o755)
+    env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    return plan, env, log
+
+
+def test_env_to_drive_eject_unmounts_locks_and_powers_off(new_plan, tmp_path: Path) -> None:
+    plan, env, log = luks_drive_plan(new_plan, tmp_path.resolve())
+    result = ok(plan.cli("--json", "env-to-drive", "--eject", env=env)).json()
+    assert result["ejected"] is True and result["sources"][0]["status"] == "first"
+    assert log.read_text().splitlines() == [
+        "unmount -b /dev/mapper/luks-0a4e8f7c-6d1b-4c2e-9f3a-5b7d8e1c2a46",
+        "lock -b /dev/sdb1",
+        "power-off -b /dev/sdb",
+    ]
+
+
+def test_eject_failure_keeps_the_sync_and_says_what_to_do(new_plan, tmp_path: Path) -> None:
+    plan, env, log = luks_drive_plan(new_plan, tmp_path.resolve(), fail="lock")
+    result = plan.cli("--json", "env-to-drive", "--eject", env=env)
+    assert result.code == 4, str(result)
+    document = result.json()
+    assert document["ejected"] is False and document["sources"][0]["status"] == "first"
+    assert "`udisksctl lock -b /dev/sdb1`" in document["eject_error"]
+    assert "Device is busy" in document["eject_error"]
+    assert "file manager" in document["eject_hint"]
+    assert log.read_text().splitlines()[-1].startswith("lock")  # stopped there: no power-off
+
+
+def test_eject_of_a_plain_directory_is_refused_before_writing(new_plan, tmp_path: Path) -> None:
+    plan: Plan = new_plan()
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(write_env_file(tmp_path / "a.env"))))
+    ok(plan.cli("--json", "dest", "add", "key", "drive", "--path", str(stick), "--allow-unencrypted"))
+    result = plan.cli("--json", "env-to-drive", "--eject")
+    assert result.code == 2, str(result)
+    assert "plain directory" in result.stderr + result.stdout
+    assert not any(stick.rglob("env.age"))

@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.envsync import CURRENT, VERSIONS, restore_env_from_drive, sync_env_to_drive
-from drgui.core.errors import UsageError
+from drgui.core.envsync import (
+    CURRENT,
+    VERSIONS,
+    drive_destination,
+    restore_env_from_drive,
+    sync_env_to_drive,
+)
+from drgui.core.errors import EXIT_PARTIAL, DrguiError, UsageError
 from drgui.core.setup import read_secret_file
 
 
@@ -15,6 +21,9 @@ def register(sub, common) -> None:
         sub, common, "env-to-drive", "copy the .env files, encrypted, to the registered drive", run
     )
     parser.add_argument("--drive", metavar="NAME", help="the drive destination (default: the plugged-in one)")
+    parser.add_argument(
+        "--eject", action="store_true", help="after the sync, unmount, lock and power off the drive"
+    )
     parser.add_argument(
         "--restore", choices=VERSIONS, metavar="current|previous", help="restore a copy instead of syncing"
     )
@@ -31,7 +40,11 @@ def run(args, out) -> int:
         return run_restore(args, out)
     if args.to_dir or args.source or args.passphrase_file or args.overwrite:
         raise UsageError("--to-dir, --source, --passphrase-file and --overwrite go with --restore.")
-    result = sync_env_to_drive(workspace(args), args.drive, progress=out.progress)
+    ws = workspace(args)
+    dest = drive_destination(ws, args.drive)
+    if args.eject and not dest.eject_commands():
+        dest.eject()  # says why it cannot, before anything is written
+    result = sync_env_to_drive(ws, dest.name, progress=out.progress)
     lines = [f"Drive '{result.drive}': {result.root}"]
     for copy in result.copies:
         state = {"first": "first copy written", "written": "new version written", "unchanged": "unchanged"}
@@ -41,8 +54,22 @@ def run(args, out) -> int:
                 lines.append(f"    {label}: {', '.join(names)}")
         if copy.repaired:
             lines.append(f"    repaired an interrupted sync: {'; '.join(copy.repaired)}")
-    lines.append("Read back and verified. " + result.unplug_advice())
-    out.result(result.to_json(), "\n".join(lines))
+    document = result.to_json()
+    if not args.eject:
+        lines.append("Read back and verified. " + result.unplug_advice())
+        out.result(document, "\n".join(lines))
+        return 0
+    out.info(f"Ejecting drive '{result.drive}'…")
+    try:
+        dest.eject()
+    except DrguiError as error:  # the copy is safe on the drive; only the eject is left to do
+        document.update(ejected=False, eject_error=error.message, eject_hint=error.hint)
+        lines.append(f"Read back and verified, but not ejected: {error.message} {error.hint or ''}".rstrip())
+        out.result(document, "\n".join(lines))
+        return EXIT_PARTIAL
+    document["ejected"] = True
+    lines.append("Read back and verified. Ejected: you can unplug it now.")
+    out.result(document, "\n".join(lines))
     return 0
 
 

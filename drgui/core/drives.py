@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from drgui.core.errors import EnvironmentNotReady, UsageError
+from drgui.core.errors import EnvironmentNotReady, OperationFailed, UsageError
 
 ENCRYPTIONS = ("luks", "apfs-encrypted", "filevault", "bitlocker", "none", "unknown")
 _ENCRYPTED = frozenset({"luks", "apfs-encrypted", "filevault", "bitlocker"})
@@ -656,6 +656,39 @@ def eject_commands(drive: Drive, platform: str | None = None) -> list[list[str]]
         target = drive.disk or (str(drive.mount_point) if drive.mount_point else drive.device)
         return [["diskutil", "eject", target]] if target else None
     return None
+
+
+EJECT_TIMEOUT_SECONDS = 60
+EJECT_HINT = (
+    "Close every window, terminal or program using the drive, then try again, "
+    "or eject it in the file manager."
+)
+
+
+def eject(commands: list[list[str]], runner: Runner = subprocess.run) -> None:
+    """Run `eject_commands(...)` in order; the first failure stops, naming the command and the fix."""
+    for argv in commands:
+        shown = " ".join(argv)
+        try:
+            result = runner(argv, capture_output=True, timeout=EJECT_TIMEOUT_SECONDS, check=False)
+        except FileNotFoundError as error:
+            raise EnvironmentNotReady(
+                f"{argv[0]} was not found, so drgui cannot eject the drive.",
+                "Install udisks2 (it provides udisksctl), or eject the drive in the file manager."
+                if argv[0] == "udisksctl"
+                else "Eject the drive in the file manager.",
+            ) from error
+        except subprocess.TimeoutExpired as error:
+            raise OperationFailed(
+                f"`{shown}` did not finish within {EJECT_TIMEOUT_SECONDS} s.", EJECT_HINT
+            ) from error
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", errors="replace").strip().splitlines()
+            raise OperationFailed(
+                f"Ejecting the drive failed at `{shown}` (exit {result.returncode})"
+                + (f": {detail[-1]}" if detail else "."),
+                EJECT_HINT,
+            )
 
 
 # ---------------------------------------------------------------- helpers

@@ -372,3 +372,35 @@ def test_app_starts_watcher_and_pages_show_drive(qtbot, drive_ws: Workspace, rec
 def test_app_without_drive_has_no_watcher(gui_app) -> None:
     gui_app.start()
     assert gui_app.drive_watcher is None
+
+
+def test_destinations_page_syncs_and_ejects_the_drive(
+    qtbot, drive_ws: Workspace, recording: Recording, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drgui.gui.app import App
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "udisksctl.log"
+    fake = bin_dir / "udisksctl"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    set_mode(drive_ws, "off")
+    app = App(drive_ws, tray=False)
+    qtbot.addWidget(app.window)
+    page = app.window.pages["destinations"]
+    with qtbot.waitSignal(app.controller.status_changed, timeout=30_000):
+        app.start("destinations")
+    assert page.drive_buttons.isVisibleTo(page)
+    assert not page.eject_button.isEnabled()  # not plugged in
+
+    recording.plug()
+    app.controller.refresh()
+    qtbot.waitUntil(page.eject_button.isEnabled, timeout=10_000)
+    page.sync_button.click()
+    qtbot.waitUntil(lambda: "safe to unplug" in page.message.text().lower(), timeout=30_000)
+    assert env_copy(recording, drive_ws).is_file()
+    page.eject_button.click()
+    qtbot.waitUntil(lambda: "ejected" in page.message.text(), timeout=10_000)
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["unmount", "lock", "power-off"]

@@ -24,6 +24,9 @@ from drgui.core.drives import (
     list_drives,
     require_drive,
 )
+from drgui.core.drives import (
+    eject as run_eject,
+)
 from drgui.core.errors import EnvironmentNotReady, UsageError
 from drgui.core.secrets import SecretStore
 
@@ -113,6 +116,18 @@ class DriveDestination(LocalDestination):
             return eject_commands(self.current_drive())
         except EnvironmentNotReady:
             return None
+
+    def eject(self) -> None:
+        """Unmount, lock and power off the drive (Linux), or eject it (macOS): then it is safe to unplug."""
+        commands = self.eject_commands()
+        if not commands:
+            raise UsageError(
+                f"drgui cannot eject drive '{self.name}' here"
+                + ("" if self.uuid else " (it is registered as a plain directory)")
+                + ".",
+                hint='Eject it in the file manager (Windows: "Safely Remove Hardware").',
+            )
+        run_eject(commands)
 
     def describe(self) -> str:
         encryption = self.settings.get("encryption", "unknown")

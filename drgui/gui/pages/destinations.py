@@ -1,11 +1,12 @@
-"""Destinations page, with "Sync .env to drive" (the engine's envsync on the worker) and, for drives,
+"""Destinations page, with "Sync .env to drive" and "Eject drive" (the engine on the worker) and, for drives,
 their encryption, whether they are plugged in and when the .env was last copied to them."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 
+from drgui.core.envsync import drive_destination
 from drgui.core.errors import DrguiError
 from drgui.core.history import Run
 from drgui.core.progress import CancelToken, ProgressCallback
@@ -38,6 +39,21 @@ class DriveSyncRunsWork:
         return {name: next((r for r in runs if r.target == name), None) for name in self.names}
 
 
+EJECT_JOB = "Eject drive"
+
+
+class EjectWork:
+    """Runs on the worker: eject the plugged-in drive (the first registered one that is plugged in)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> str:
+        dest = drive_destination(self.ws)
+        dest.eject()
+        return dest.name
+
+
 class DestinationsPage(PlanItemsPage):
     SOURCE = False
 
@@ -47,8 +63,23 @@ class DestinationsPage(PlanItemsPage):
         self.drive_info.setObjectName("driveSyncInfo")
         self.drive_info.setWordWrap(True)
         self.drive_info.hide()
+        self.drive_buttons = QWidget()
+        row = QHBoxLayout(self.drive_buttons)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.sync_button = QPushButton("Sync .env to drive")
+        self.sync_button.setObjectName("syncEnvButton")
+        self.sync_button.clicked.connect(self.sync_env)
+        self.eject_button = QPushButton("Eject drive")
+        self.eject_button.setObjectName("ejectDriveButton")
+        self.eject_button.setToolTip("Unmount, lock and power off the drive: then it is safe to unplug.")
+        self.eject_button.clicked.connect(self.eject_drive)
+        row.addWidget(self.sync_button)
+        row.addWidget(self.eject_button)
+        row.addStretch(1)
+        self.drive_buttons.hide()
         layout = self.layout()
         layout.insertWidget(layout.indexOf(self.table) + 1, self.drive_info)
+        layout.insertWidget(layout.indexOf(self.drive_info) + 1, self.drive_buttons)
         self._available: dict[str, bool] = {}
         self._drive_runs_busy = False
 
@@ -56,6 +87,12 @@ class DestinationsPage(PlanItemsPage):
     def show_status(self, status) -> None:
         super().show_status(status)
         self._available = {d.name: d.available for d in status.destinations if d.kind == "drive"}
+        self.drive_buttons.setVisible(bool(self._available))
+        plugged = [name for name, available in self._available.items() if available]
+        by_uuid = {d.name for d in self.ws.plan.destinations if d.kind == "drive" and d.settings.get("uuid")}
+        self.sync_button.setEnabled(bool(plugged))
+        # drgui ejects the first plugged-in drive; a plain directory is not a device it can eject
+        self.eject_button.setEnabled(bool(plugged) and plugged[0] in by_uuid)
         if not self._available:
             self.drive_info.hide()
             return
@@ -120,4 +157,26 @@ class DestinationsPage(PlanItemsPage):
 
     @Slot(object)
     def on_sync_failed(self, error: DrguiError) -> None:
+        self.on_test_failed(error)
+
+    @Slot()
+    def eject_drive(self) -> None:
+        """Unmount, lock and power off the plugged-in drive, on the worker."""
+        self.eject_button.setEnabled(False)
+        self.message.setStyleSheet("color: #57606a;")
+        self.message.setText("Ejecting the drive…")
+        job = self.controller.worker.job(EJECT_JOB, EjectWork(self.ws))
+        job.finished.connect(self.on_ejected)
+        job.failed.connect(self.on_eject_failed)
+        self.controller.worker.start(job)
+
+    @Slot(object)
+    def on_ejected(self, name: str) -> None:
+        self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
+        self.message.setText(f"✓ Drive '{name}' ejected: you can unplug it now.")
+        self.controller.refresh()
+
+    @Slot(object)
+    def on_eject_failed(self, error: DrguiError) -> None:
+        self.eject_button.setEnabled(True)
         self.on_test_failed(error)
