@@ -188,3 +188,33 @@ def test_eject_of_a_plain_directory_is_refused_before_writing(new_plan, tmp_path
     assert result.code == 2, str(result)
     assert "plain directory" in result.stderr + result.stdout
     assert not any(stick.rglob("env.age"))
+
+
+def test_snapshot_that_does_not_fit_on_the_drive_is_not_written_and_comes_later(
+    new_plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drgui.core.backup import run_backup
+    from drgui.core.home import Home
+    from drgui.core.workspace import Workspace
+    from tests.engine_fixtures import write_folder
+
+    plan: Plan = new_plan()
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    ok(plan.cli("--json", "source", "add", "files", "folder", "--path", str(write_folder(tmp_path / "up"))))
+    ok(plan.cli("--json", "dest", "add", "key", "drive", "--path", str(stick), "--allow-unencrypted"))
+    ws = Workspace(Home(plan.home))
+    monkeypatch.setattr(DriveDestination, "free_space", lambda self: 10_000_000)  # 10 MB: below the margin
+
+    first = run_backup(ws)
+    [drive] = [d for d in first.destinations if d.name == "key"]
+    assert not drive.ok and drive.queued
+    assert "needs" in drive.error and "MB free" in drive.error and "not copied" in drive.error
+    assert ws.destination("key").snapshot_ids() == []
+    assert not [p for p in stick.rglob("*") if p.is_file() and p.name != "identity.age"]  # nothing half-written
+
+    monkeypatch.undo()  # space freed: the next backup copies the queued snapshot too
+    ws = Workspace(Home(plan.home))
+    second = run_backup(ws)
+    assert all(d.ok for d in second.destinations)
+    assert sorted(ws.destination("key").snapshot_ids()) == sorted([first.snapshot_id, second.snapshot_id])

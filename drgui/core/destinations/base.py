@@ -130,6 +130,10 @@ class Destination(ABC):
         """The file holding `key` on this machine, when the destination is a directory."""
         return None
 
+    def free_space(self) -> int | None:
+        """Bytes free where snapshots are written; None when unknown or unbounded (S3)."""
+        return None
+
     def test(self) -> list[str]:
         """Check that we can write, read, list and delete; return what was checked. Raises DestinationError."""
         key = ".drgui-test"
@@ -157,9 +161,21 @@ def list_snapshot_dirs(names: Iterator[str]) -> tuple[list[str], list[str]]:
     return sorted(complete), sorted(incomplete)
 
 
+FREE_SPACE_MARGIN = 16 * 1024 * 1024  # filesystem metadata and the index; a full disk helps nobody
+
+
 def copy_snapshot(source: Destination, target: Destination, snapshot_id: str, progress=None) -> Index:
     """Copy the ciphertext of a snapshot, checking every file's sha256 against the index while copying."""
     index = source.read_index(snapshot_id)
+    needed = index.total_size
+    free = target.free_space()
+    if free is not None and needed + FREE_SPACE_MARGIN > free:
+        raise OperationFailed(
+            f"Snapshot {snapshot_id} needs {needed / 1e6:,.1f} MB but '{target.name}' has only "
+            f"{free / 1e6:,.1f} MB free; it was not copied there.",
+            hint=f"Free space on it or remove old snapshots (`drgui prune --dest {target.name}`), "
+            "or use a bigger drive. The next backup tries again.",
+        )
     writer = target.begin(snapshot_id)
     try:
         files = [*index.parts, {"path": index.manifest["path"], **index.manifest}]

@@ -112,6 +112,15 @@ class LocalDestination(Destination):
         path = self._path(key)
         return path if path.is_file() else None
 
+    def free_space(self) -> int | None:
+        where = self.root
+        while not where.exists() and where != where.parent:
+            where = where.parent  # not created yet: the filesystem it will be created on
+        try:
+            return shutil.disk_usage(where).free
+        except OSError:
+            return None
+
     def ensure_root(self) -> None:
         with translate_os_errors(self.root, self.name):
             self.root.mkdir(parents=True, exist_ok=True)
