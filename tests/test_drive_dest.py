@@ -211,7 +211,9 @@ def test_snapshot_that_does_not_fit_on_the_drive_is_not_written_and_comes_later(
     assert not drive.ok and drive.queued
     assert "needs" in drive.error and "MB free" in drive.error and "not copied" in drive.error
     assert ws.destination("key").snapshot_ids() == []
-    assert not [p for p in stick.rglob("*") if p.is_file() and p.name != "identity.age"]  # nothing half-written
+    assert not [
+        p for p in stick.rglob("*") if p.is_file() and p.name != "identity.age"
+    ]  # nothing half-written
 
     monkeypatch.undo()  # space freed: the next backup copies the queued snapshot too
     ws = Workspace(Home(plan.home))
