@@ -140,6 +140,24 @@ def write_env_file(path: Path) -> Path:
     return path
 
 
+FAKE_UDISKSCTL = """#!/bin/sh
+echo "$*" >> "{log}"
+if [ "$1" = "{fail}" ]; then echo "Error locking /dev/sdb1: Device is busy" >&2; exit 1; fi
+"""
+
+
+def fake_udisksctl(tmp: Path, fail: str = "") -> tuple[str, Path]:
+    """A `udisksctl` that logs its arguments (and fails the `fail` verb, "Device is busy").
+    Returns the PATH that finds it first, and its log."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    log = tmp / "udisksctl.log"
+    fake = bin_dir / "udisksctl"
+    fake.write_text(FAKE_UDISKSCTL.format(log=log, fail=fail or "none"))
+    fake.chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}", log
+
+
 def write_folder(root: Path) -> Path:
     (root / "invoices" / "2025").mkdir(parents=True)
     (root / "invoices" / "2025" / "inv-0001.pdf").write_bytes(b"%PDF-1.4\n" + os.urandom(30_000))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from drgui.core.config import DestConfig
 from drgui.core.destinations.drive import DriveDestination
-from tests.engine_fixtures import Plan, ok, write_env_file
+from tests.engine_fixtures import Plan, fake_udisksctl, ok, write_env_file
 
 DATA = Path(__file__).parent / "data" / "drives"
 INNER_UUID = "c2d14b6e-8f3a-4a71-b5e9-3f0c7d2a9e18"
@@ -131,12 +130,6 @@ def test_available_is_false_when_absent(tmp_path: Path, monkeypatch: pytest.Monk
     assert plain.root == tmp_path / "gone" / "drgui" / "p1"
 
 
-FAKE_UDISKSCTL = """#!/bin/sh
-echo "$*" >> "{log}"
-if [ "$1" = "{fail}" ]; then echo "Error locking /dev/sdb1: Device is busy" >&2; exit 1; fi
-"""
-
-
 def luks_drive_plan(new_plan, tmp: Path, fail: str = "") -> tuple[Plan, dict[str, str], Path]:
     """A plan with an env source and the recorded LUKS stick registered by UUID; a fake udisksctl."""
     plan: Plan = new_plan()
@@ -145,13 +138,7 @@ def luks_drive_plan(new_plan, tmp: Path, fail: str = "") -> tuple[Plan, dict[str
     ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(write_env_file(tmp / "app.env"))))
     env = {"DRGUI_DRIVES_JSON": str(listing)}
     ok(plan.cli("--json", "dest", "add", "key", "drive", "--uuid", INNER_UUID, env=env))
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    log = tmp / "udisksctl.log"
-    fake = bin_dir / "udisksctl"
-    fake.write_text(FAKE_UDISKSCTL.format(log=log, fail=fail or "none"))
-    fake.chmod(0o755)
-    env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+    env["PATH"], log = fake_udisksctl(tmp, fail)
     return plan, env, log
 
 

@@ -21,7 +21,7 @@ from drgui.gui.drive_watch import (
     drive_sync_mode,
 )
 from drgui.gui.worker import Worker
-from tests.engine_fixtures import ENV_SECRETS
+from tests.engine_fixtures import ENV_SECRETS, fake_udisksctl
 
 DATA = Path(__file__).parent.parent / "data" / "drives"
 INNER_UUID = "c2d14b6e-8f3a-4a71-b5e9-3f0c7d2a9e18"
@@ -379,13 +379,8 @@ def test_destinations_page_syncs_and_ejects_the_drive(
 ) -> None:
     from drgui.gui.app import App
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "udisksctl.log"
-    fake = bin_dir / "udisksctl"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path, log = fake_udisksctl(tmp_path)
+    monkeypatch.setenv("PATH", path)
     set_mode(drive_ws, "off")
     app = App(drive_ws, tray=False)
     qtbot.addWidget(app.window)
