@@ -14,6 +14,7 @@ safe to unplug; "ask" shows a non-modal question with a "Sync now" button; "off"
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,11 @@ def drive_sync_mode(plan: Plan) -> str:
     """The plan's `reminders.drive_sync`: "auto", "ask" (the default, also for unknown values) or "off"."""
     mode = plan.reminders.get(DRIVE_SYNC_SETTING, DEFAULT_DRIVE_SYNC)
     return mode if mode in DRIVE_SYNC_MODES else DEFAULT_DRIVE_SYNC
+
+
+def syncs_env(plan: Plan) -> bool:
+    """Whether a plugged-in drive gets the .env (automatically or after asking): not "off", and an env source."""
+    return drive_sync_mode(plan) != "off" and any(s.kind == "env" for s in plan.sources)
 
 
 @dataclass(frozen=True)
@@ -187,19 +193,13 @@ class DriveWatcher(QObject):
         if not specs:
             self.present = frozenset() if self.present is not None else None
             return
-        fingerprint = None
-        if drive_sync_mode(self.ws.plan) != "off" and any(s.kind == "env" for s in self.ws.plan.sources):
-            fingerprint = self._fingerprint
+        fingerprint = functools.partial(stale_fingerprint, self.ws) if syncs_env(self.ws.plan) else None
         job = self.worker.job(CHECK_JOB, PresenceWork(specs, self.lister, fingerprint))
         job.finished.connect(self._on_presence)
         job.failed.connect(self._on_failed)
         job.done.connect(self._on_done)
         self._job = job
         self.worker.start(job)
-
-    def _fingerprint(self, name: str) -> str | None:
-        """Runs on the worker."""
-        return stale_fingerprint(self.ws, name)
 
     @Slot(object)
     def _on_presence(self, answer: Presence) -> None:
@@ -320,10 +320,9 @@ class DriveSyncOnInsert(QObject):
         self._act(name, f"Drive '{name}' is plugged in and its copy of the .env is out of date. Copy it now?")
 
     def _act(self, name: str, question: str) -> None:
-        mode = drive_sync_mode(self.ws.plan)
-        if mode == "off" or not any(s.kind == "env" for s in self.ws.plan.sources):
+        if not syncs_env(self.ws.plan):
             return
-        if mode == "auto":
+        if drive_sync_mode(self.ws.plan) == "auto":
             self.sync(name)
         else:
             self.ask(name, question)
