@@ -54,23 +54,24 @@ def run(args, out) -> int:
                 lines.append(f"    {label}: {', '.join(names)}")
         if copy.repaired:
             lines.append(f"    repaired an interrupted sync: {'; '.join(copy.repaired)}")
-    document = result.to_json()
+    document, code = result.to_json(), 0
     if not args.eject:
         lines.append("Read back and verified. " + result.unplug_advice())
-        out.result(document, "\n".join(lines))
-        return 0
-    out.info(f"Ejecting drive '{result.drive}'…")
-    try:
-        dest.eject()
-    except DrguiError as error:  # the copy is safe on the drive; only the eject is left to do
-        document.update(ejected=False, eject_error=error.message, eject_hint=error.hint)
-        lines.append(f"Read back and verified, but not ejected: {error.message} {error.hint or ''}".rstrip())
-        out.result(document, "\n".join(lines))
-        return EXIT_PARTIAL
-    document["ejected"] = True
-    lines.append("Read back and verified. Ejected: you can unplug it now.")
+    else:
+        out.info(f"Ejecting drive '{result.drive}'…")
+        try:
+            dest.eject()
+        except DrguiError as error:  # the copy is safe on the drive; only the eject is left to do
+            document.update(ejected=False, eject_error=error.message, eject_hint=error.hint)
+            lines.append(
+                f"Read back and verified, but not ejected: {error.message} {error.hint or ''}".rstrip()
+            )
+            code = EXIT_PARTIAL
+        else:
+            document["ejected"] = True
+            lines.append("Read back and verified. Ejected: you can unplug it now.")
     out.result(document, "\n".join(lines))
-    return 0
+    return code
 
 
 def run_restore(args, out) -> int:
