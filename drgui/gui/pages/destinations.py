@@ -14,7 +14,7 @@ from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import SYNC_JOB, SyncEnvWork, sync_summary
-from drgui.gui.pages.listing import PlanItemsPage
+from drgui.gui.pages.listing import DONE, PlanItemsPage
 
 __all__ = ["DestinationsPage", "SyncEnvWork"]
 
@@ -142,41 +142,36 @@ class DestinationsPage(PlanItemsPage):
     @Slot()
     def sync_env(self) -> None:
         """Copy every env source to the registered drive; says what changed (key names only) and when to unplug."""
-        self.message.setStyleSheet("color: #57606a;")
-        self.message.setText("Copying the .env to the drive…")
-        job = self.controller.worker.job(SYNC_JOB, SyncEnvWork(self.ws))
-        job.finished.connect(self.on_synced)
-        job.failed.connect(self.on_sync_failed)
-        self.controller.worker.start(job)
+        self._start(
+            SYNC_JOB, SyncEnvWork(self.ws), "Copying the .env to the drive…", self.on_synced, self.say_error
+        )
 
     @Slot(object)
     def on_synced(self, result) -> None:
-        self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
-        self.message.setText(f"✓ {sync_summary(result)}")
+        self.say(f"✓ {sync_summary(result)}", DONE)
         self.controller.refresh()
-
-    @Slot(object)
-    def on_sync_failed(self, error: DrguiError) -> None:
-        self.on_test_failed(error)
 
     @Slot()
     def eject_drive(self) -> None:
         """Unmount, lock and power off the plugged-in drive, on the worker."""
         self.eject_button.setEnabled(False)
-        self.message.setStyleSheet("color: #57606a;")
-        self.message.setText("Ejecting the drive…")
-        job = self.controller.worker.job(EJECT_JOB, EjectWork(self.ws))
-        job.finished.connect(self.on_ejected)
-        job.failed.connect(self.on_eject_failed)
-        self.controller.worker.start(job)
+        self._start(
+            EJECT_JOB, EjectWork(self.ws), "Ejecting the drive…", self.on_ejected, self.on_eject_failed
+        )
 
     @Slot(object)
     def on_ejected(self, name: str) -> None:
-        self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
-        self.message.setText(f"✓ Drive '{name}' ejected: you can unplug it now.")
+        self.say(f"✓ Drive '{name}' ejected: you can unplug it now.", DONE)
         self.controller.refresh()
 
     @Slot(object)
     def on_eject_failed(self, error: DrguiError) -> None:
         self.eject_button.setEnabled(True)
-        self.on_test_failed(error)
+        self.say_error(error)
+
+    def _start(self, name: str, work, busy: str, finished, failed) -> None:
+        self.say(busy)
+        job = self.controller.worker.job(name, work)
+        job.finished.connect(finished)
+        job.failed.connect(failed)
+        self.controller.worker.start(job)

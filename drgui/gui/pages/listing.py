@@ -25,6 +25,10 @@ from drgui.gui.controller import Controller
 from drgui.gui.dialogs import KIND_LABELS, AddDialog
 from drgui.gui.widgets import muted, title
 
+BUSY = "color: #57606a;"
+DONE = "color: #2da44e; font-weight: 600;"
+ERROR = "color: #cf222e;"
+
 
 class TestWork:
     def __init__(self, ws: Workspace, source: bool, name: str) -> None:
@@ -126,8 +130,7 @@ class PlanItemsPage(QWidget):
         if not name:
             self.message.setText("Select a row first.")
             return
-        self.message.setStyleSheet("color: #57606a;")
-        self.message.setText(f"Testing '{name}'…")
+        self.say(f"Testing '{name}'…")
         self.test_button.setEnabled(False)
         job = self.controller.worker.job("Test connection", TestWork(self.ws, self.SOURCE, name))
         job.finished.connect(self.on_tested)
@@ -137,16 +140,20 @@ class PlanItemsPage(QWidget):
     @Slot(object)
     def on_tested(self, text: str) -> None:
         self.test_button.setEnabled(True)
-        self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
-        self.message.setText(f"✓ {text}")
+        self.say(f"✓ {text}", DONE)
 
     @Slot(object)
     def on_test_failed(self, error: DrguiError) -> None:
         self.test_button.setEnabled(True)
-        self.message.setStyleSheet("color: #cf222e;")
-        self.message.setText(
-            f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
-        )
+        self.say_error(error)
+
+    def say(self, text: str, style: str = BUSY) -> None:
+        """The line under the buttons: work under way (grey), done (green) or an error (red)."""
+        self.message.setStyleSheet(style)
+        self.message.setText(text)
+
+    def say_error(self, error: DrguiError) -> None:
+        self.say(f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else ""), ERROR)
 
     @Slot()
     def remove_selected(self) -> None:
