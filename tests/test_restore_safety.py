@@ -359,3 +359,38 @@ def test_overwrite_takes_a_safety_snapshot_that_restores(new_plan, tmp_path: Pat
     assert (back / "notes.txt").read_text() == "only in the live folder\n"
     assert os.readlink(back / "logo.png") == "/nonexistent/logo"
     assert ok(plan.cli("--json", "verify", safety, "--deep")).json()["ok"]
+
+
+def test_stock_tar_restores_links_and_empty_dirs(new_plan, tmp_path: Path) -> None:
+    """docs/restore-by-hand.md section 4 on a folder with links and an empty directory."""
+    import subprocess
+
+    from drgui.core.home import Home
+    from drgui.core.workspace import Workspace
+
+    folder = build_tricky_folder(tmp_path / "site", tmp_path / "outside")
+    plan = folder_plan(new_plan, folder)
+    snapshot_id = backup(plan)["snapshot"]
+    key = tmp_path / "key.txt"
+    key.write_text(Workspace(Home(plan.home)).identity() + "\n")
+    key.chmod(0o600)
+    out = tmp_path / "by-hand"
+    out.mkdir()
+    part = _snapshot_dir(plan, snapshot_id) / "parts/files/files.tar.zst.age"
+    subprocess.run(
+        [
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            f"/usr/bin/age -d -i {key} {part} | /usr/bin/zstd -d -q | tar -x -C {out}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    expected = {k: v for k, v in tree(folder).items() if k != "pipe"}
+    got = tree(out)
+    assert got.keys() == expected.keys()
+    for relative, value in expected.items():
+        assert got[relative][:3] == value[:3], relative

@@ -71,7 +71,7 @@ def decrypted_pipe(
     Yields (reader, errors): the consumer may append its own error after the producer's. On leaving, the
     reader is closed (unblocking the producer), the producer joined, and the first error raised: a
     missing part, one that cannot be decrypted, or one whose hashes differ from the manifest or index.
-    The consumer must read to the end (see `drain`) for the hashes to be checked.
+    When the consumer returns normally, what it left unread is read and hashed before the checks.
     """
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "rb")
@@ -97,6 +97,7 @@ def decrypted_pipe(
     thread, errors = pump_in_thread(produce)
     try:
         yield reader, errors
+        drain(reader)  # the rest (tar padding) is hashed too, and the producer never meets a closed pipe
     finally:
         reader.close()
         thread.join()
