@@ -398,10 +398,16 @@ def restore_folder(
         raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir) as staging:
-        report = _unpack(dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress)
-        if report.problems:
+        try:
+            report = _unpack(
+                dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
+            )
+            problems = report.problems
+        except OperationFailed as error:
+            problems = [error.message]
+        if problems:
             raise OperationFailed(
-                "Not restored, the target is unchanged: " + "; ".join(report.problems),
+                "Not restored, the target is unchanged: " + "; ".join(problems),
                 hint="Restore an older snapshot, or from another destination with --dest.",
             )
         cancel.check()
