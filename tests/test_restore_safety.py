@@ -394,3 +394,37 @@ def test_stock_tar_restores_links_and_empty_dirs(new_plan, tmp_path: Path) -> No
     assert got.keys() == expected.keys()
     for relative, value in expected.items():
         assert got[relative][:3] == value[:3], relative
+
+
+def test_overwrite_never_writes_through_a_link_of_the_target(new_plan, tmp_path: Path) -> None:
+    folder = tmp_path / "site"
+    (folder / "uploads").mkdir(parents=True)
+    (folder / "uploads" / "a.txt").write_text("from the snapshot\n")
+    plan = folder_plan(new_plan, folder)
+    snapshot_id = backup(plan)["snapshot"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "a.txt").write_text("not ours\n")
+    shutil.rmtree(folder / "uploads")
+    (folder / "uploads").symlink_to(elsewhere)
+    report = ok(
+        plan.cli(
+            "--json", "restore", snapshot_id, "--source", "files", "--to-dir", str(folder), "--overwrite"
+        )
+    ).json()
+    assert (elsewhere / "a.txt").read_text() == "not ours\n" and len(list(elsewhere.iterdir())) == 1
+    assert (folder / "uploads").is_dir() and not (folder / "uploads").is_symlink()
+    assert (folder / "uploads" / "a.txt").read_text() == "from the snapshot\n"
+    back = tmp_path / "back"
+    ok(
+        plan.cli(
+            "--json",
+            "restore",
+            report["safety_snapshot"],
+            "--source",
+            "pre-restore-files",
+            "--to-dir",
+            str(back),
+        )
+    )
+    assert os.readlink(back / "uploads") == str(elsewhere)
