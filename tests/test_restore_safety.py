@@ -229,6 +229,14 @@ def test_deep_verify_and_restore_agree(new_plan, tmp_path: Path) -> None:
     for name, (tar_bytes, files) in hostile_parts(outside).items():
         cases[name] = backup(plan)["snapshot"]
         replace_folder_part(plan, cases[name], tar_bytes, files)
+    cases["old-format"] = backup(plan)["snapshot"]  # as written before issue 11: no types, no directories
+    old_file = {k: v for k, v in _file_entry("docs/a.txt", b"old\n").items() if k != "type"}
+    replace_folder_part(
+        plan,
+        cases["old-format"],
+        _tar([(_member("docs/a.txt"), b"old\n"), (_member("link", tarfile.SYMTYPE, "/etc/hostname"), None)]),
+        [old_file, {"path": "link", "symlink": "/etc/hostname"}],
+    )
     cases["flipped"] = backup(plan)["snapshot"]
     _flip_byte(_snapshot_dir(plan, cases["flipped"]) / "parts/files/files.tar.zst.age")
     (folder / "newer.txt").write_text("another snapshot\n")
@@ -254,7 +262,8 @@ def test_deep_verify_and_restore_agree(new_plan, tmp_path: Path) -> None:
         assert deep.json()["ok"] == (deep.code == 0) and restored.json()["ok"] == (restored.code == 0)
         if restored.code != 0:
             assert not target.exists(), f"{name}: a refused restore left {target}"
-    assert verdicts == {name: ((name == "good"),) * 2 for name in cases}, verdicts
+    assert verdicts == {name: (name in ("good", "old-format"),) * 2 for name in cases}, verdicts
+    assert os.readlink(tmp_path / "restore-old-format" / "link") == "/etc/hostname"
     assert list(outside.iterdir()) == [], "a restore wrote outside its target"
     assert not (tmp_path / "escape.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if "drgui-restore" in p.name] == []

@@ -179,7 +179,8 @@ class HashWriter:
 
 
 class DiskWriter:
-    """Writes members below `root`, a fresh private directory: never through a link, never replacing."""
+    """Writes members below `root`, a fresh directory inside a private one: never through a link, never
+    replacing. Listed directories get their modes afterwards (`restore.apply_directory_modes`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -192,7 +193,7 @@ class DiskWriter:
             try:
                 info = current.lstat()
             except FileNotFoundError:
-                current.mkdir(mode=0o700)
+                current.mkdir()  # a parent the archive does not list (older snapshots): default mode
                 continue
             if not stat.S_ISDIR(info.st_mode):
                 raise OperationFailed(f"'{path}': its parent {part} is not a directory (a link?)")
