@@ -21,7 +21,11 @@ def register(sub, common) -> None:
         "--clean", action="store_true", help="postgres: drop objects in a non-empty target first"
     )
     parser.add_argument("--no-owner", action="store_true", help="postgres: skip ownership and privileges")
-    parser.add_argument("--overwrite", action="store_true", help="folder/env: allow a non-empty target")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="folder/env: allow a non-empty target (a folder is snapshotted first)",
+    )
 
 
 def run(args, out) -> int:
@@ -46,5 +50,10 @@ def run(args, out) -> int:
         if not bad
         else "PROBLEMS:\n" + "\n".join(f"  {c['name']}: {c['detail']}" for c in bad)
     )
+    if result.safety_snapshot:
+        human += (
+            f"\nSafety snapshot of what was replaced: {result.safety_snapshot} (get it back with "
+            f"`drgui restore {result.safety_snapshot} --source pre-restore-{result.source} --to-dir DIR`)."
+        )
     out.result(result.to_json(), human)
     return 0 if result.ok else 1

@@ -8,16 +8,15 @@ Folders, .env files and git repositories go into a new or empty directory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
+import stat
 import subprocess
-import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -26,10 +25,11 @@ from psycopg.conninfo import make_conninfo
 from drgui.core import pgtools
 from drgui.core.destinations.base import Destination
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
+from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
+from drgui.core.safety import take_safety_snapshot
 from drgui.core.snapshot import snapshot_prefix
-from drgui.core.sources.base import pump_in_thread
 from drgui.core.sources.postgres import (
     PostgresSource,
     child_env,
@@ -49,6 +49,7 @@ class RestoreResult:
     target: str
     checks: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    safety_snapshot: str | None = None  # taken before an --overwrite replaced anything (design section 7)
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,7 @@ class RestoreResult:
             "target": self.target,
             "checks": self.checks,
             "warnings": self.warnings,
+            "safety_snapshot": self.safety_snapshot,
         }
 
 
@@ -349,47 +351,20 @@ def restore_database(
     return result
 
 
-def _ensure_empty_dir(path: Path, overwrite: bool) -> None:
+def _refuse_non_empty(path: Path, overwrite: bool) -> None:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"Refused: {path} exists and is not a directory.", hint="Name a directory.")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise UsageError(
             f"Refused: {path} is not empty.",
-            hint="Restore into a new or empty directory (or pass --overwrite after careful thought).",
+            hint="Restore into a new or empty directory (or pass --overwrite: drgui first takes a safety "
+            "snapshot of what it replaces).",
         )
+
+
+def _ensure_empty_dir(path: Path, overwrite: bool) -> None:
+    _refuse_non_empty(path, overwrite)
     path.mkdir(parents=True, exist_ok=True)
-
-
-@contextlib.contextmanager
-def decrypted_pipe(
-    dest: Destination,
-    snapshot_id: str,
-    entry: dict[str, Any],
-    part: dict[str, Any],
-    identity: str,
-    cancel: CancelToken,
-    progress: ProgressCallback,
-) -> Iterator[tuple[BinaryIO, list[BaseException]]]:
-    """The decrypted plaintext of `part` as a pipe that a producer thread fills, for a streaming consumer.
-
-    Yields (reader, errors): the consumer may append its own error after the producer's. On leaving, the
-    reader is closed (unblocking the producer), the producer joined, and the first error raised.
-    """
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb")
-    writer = os.fdopen(write_fd, "wb")
-
-    def produce() -> None:
-        with writer, dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as cipher:
-            meter = RateMeter(progress, "restore", entry["name"], part["cipher_size"])
-            read_part(part, cipher, identity, writer, cancel, meter)
-
-    thread, errors = pump_in_thread(produce)
-    try:
-        yield reader, errors
-    finally:
-        reader.close()
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def restore_folder(
@@ -401,45 +376,127 @@ def restore_folder(
     identity: str,
     progress: ProgressCallback = ignore_progress,
     cancel: CancelToken | None = None,
+    before_replace: Callable[[], str] | None = None,
 ) -> RestoreResult:
+    """Restore a folder (or bucket) part into `to_dir` (new, empty, or merged into with --overwrite).
+
+    Everything is unpacked into a staging directory beside `to_dir` and checked first (the part's
+    ciphertext against the index, its plaintext and every entry against the manifest, with the rules of
+    drgui.core.extract); only then are entries moved in. On any problem nothing in `to_dir` changes.
+    `before_replace` runs once the checks passed and before anything of a non-empty `to_dir` is replaced
+    (the pre-restore safety snapshot); it returns that snapshot's id. Entries of `to_dir` that the
+    snapshot does not hold are kept.
+    """
     cancel = cancel or CancelToken()
     part = _part(entry, "files.tar.zst") or _part(entry, "objects.tar.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
+    index_sha256 = next(
+        (p["sha256"] for p in dest.read_index(snapshot_id).parts if p["path"] == part["path"]), None
+    )
+    if index_sha256 is None:
+        raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
-    with decrypted_pipe(dest, snapshot_id, entry, part, identity, cancel, progress) as (reader, errors):
+    with staging_beside(to_dir) as staging:
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:
-                tar.extractall(to_dir, filter="data")
-        except tarfile.TarError as error:
-            errors.append(OperationFailed(f"{part['path']}: the archive is damaged: {error}"))
-    result.checks.extend(compare_files(entry.get("files", []), to_dir))
+            report = _unpack(
+                dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
+            )
+            problems = report.problems
+        except OperationFailed as error:
+            problems = [error.message]
+        if problems:
+            raise OperationFailed(
+                "Not restored, the target is unchanged: " + "; ".join(problems),
+                hint="Restore an older snapshot, or from another destination with --dest.",
+            )
+        cancel.check()
+        if before_replace is not None and to_dir.exists() and any(to_dir.iterdir()):
+            result.safety_snapshot = before_replace()
+        move_into(staging, to_dir)
+    apply_directory_modes(to_dir, report.directories)
+    result.checks.append({"name": "files", "ok": True, "detail": report.summary})
     return result
 
 
-def compare_files(expected: list[dict[str, Any]], root: Path) -> list[dict[str, Any]]:
-    """Every file of the manifest exists with the same size and sha256."""
-    bad = []
-    count = 0
-    for item in expected:
-        if "sha256" not in item:
-            continue
-        count += 1
-        path = root / item["path"]
+def _unpack(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    part: dict[str, Any],
+    identity: str,
+    staging: Path,
+    index_sha256: str,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+) -> ArchiveReport:
+    with decrypted_pipe(
+        dest, snapshot_id, entry, part, identity, cancel, progress, index_sha256=index_sha256
+    ) as (reader, _errors):
         try:
-            digest = hashlib.sha256()
-            with open(path, "rb") as handle:
-                while chunk := handle.read(1024 * 1024):
-                    digest.update(chunk)
+            return check_archive(reader, entry, DiskWriter(staging), cancel, part["path"])
+        except OSError as error:
+            raise OperationFailed(
+                f"Cannot write the restored files beside {staging.parent}: {error.strerror}; not restored."
+            ) from None
+
+
+@contextlib.contextmanager
+def staging_beside(to_dir: Path) -> Iterator[Path]:
+    """A private directory on the target's filesystem (`.<name>.drgui-restore-XXXX` in its parent), holding
+    the tree to move in; removed afterwards, with any parent directory created for it on failure."""
+    created = []
+    for parent in reversed([to_dir.parent, *to_dir.parent.parents]):
+        if not parent.exists():
+            parent.mkdir()
+            created.append(parent)
+    holder = Path(tempfile.mkdtemp(prefix=f".{to_dir.name}.drgui-restore-", dir=to_dir.parent))
+    tree = holder / "tree"
+    tree.mkdir()
+    try:
+        yield tree
+    except BaseException:
+        shutil.rmtree(holder, ignore_errors=True)
+        for directory in reversed(created):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+def move_into(staging: Path, to_dir: Path) -> None:
+    """Move the checked tree into `to_dir` by renames (same filesystem), never following a link: a
+    directory merges into a directory; anything else replaces what is at its path."""
+    try:
+        to_dir.lstat()
+    except FileNotFoundError:
+        os.rename(staging, to_dir)
+        return
+    for name in sorted(os.listdir(staging)):
+        source, target = staging / name, to_dir / name
+        source_is_dir = stat.S_ISDIR(source.lstat().st_mode)
+        try:
+            target_mode: int | None = target.lstat().st_mode
         except FileNotFoundError:
-            bad.append(f"{item['path']} missing")
+            target_mode = None
+        if source_is_dir and target_mode is not None and stat.S_ISDIR(target_mode):
+            move_into(source, target)
             continue
-        if digest.hexdigest() != item["sha256"]:
-            bad.append(f"{item['path']} differs")
-    detail = (
-        f"{count} files match" if not bad else f"{len(bad)} of {count} files wrong: " + ", ".join(bad[:5])
-    )
-    return [{"name": "files", "ok": not bad, "detail": detail}]
+        if target_mode is not None and stat.S_ISDIR(target_mode):
+            shutil.rmtree(target)
+        elif target_mode is not None and source_is_dir:
+            target.unlink()
+        os.replace(source, target)
+
+
+def apply_directory_modes(root: Path, directories: list[tuple[str, int, float]]) -> None:
+    """Modes and mtimes of restored directories, deepest first, once their content is in place."""
+    for relative, mode, mtime in sorted(directories, key=lambda d: d[0].count("/"), reverse=True):
+        path = root / relative
+        if stat.S_ISDIR(path.lstat().st_mode):
+            os.chmod(path, mode)
+            os.utime(path, (mtime, mtime))
 
 
 def restore_env(
@@ -575,9 +632,16 @@ def restore(
                     f"Refused: {to_dir} is the live folder of source '{source_name}'.",
                     hint="Restore into a new directory, compare, then move files over.",
                 )
-            _ensure_empty_dir(to_dir, overwrite)
+            _refuse_non_empty(to_dir, overwrite)
             result = restore_folder(
-                dest, snapshot_id, entry, to_dir, identity=identity, progress=progress, cancel=cancel
+                dest,
+                snapshot_id,
+                entry,
+                to_dir,
+                identity=identity,
+                progress=progress,
+                cancel=cancel,
+                before_replace=lambda: take_safety_snapshot(ws, to_dir, source_name, progress, cancel),
             )
         elif kind == "env":
             result = restore_env(

@@ -1,5 +1,6 @@
 """Verify a snapshot. Quick: index, sizes and ciphertext hashes, no key needed. Deep: decrypt the
-manifest and every part, check plaintext hashes, and read the database dump with pg_restore."""
+manifest and every part, check plaintext hashes, read the database dump with pg_restore, and check
+every member of folder and bucket parts with exactly the rules restore uses (drgui.core.extract)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from drgui.core import pgtools
 from drgui.core.crypto import decrypt_bytes
 from drgui.core.destinations.base import CHUNK, Destination
 from drgui.core.errors import Cancelled, DrguiError, OperationFailed
+from drgui.core.extract import TAR_PARTS, HashWriter, check_archive, decrypted_pipe, part_problems
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
 from drgui.core.snapshot import Index, snapshot_prefix
@@ -78,7 +80,13 @@ def quick_check(
 
 
 def load_manifest(dest: Destination, index: Index, identity: str) -> dict[str, Any]:
-    data = dest.get_bytes(f"{snapshot_prefix(index.snapshot_id)}/{index.manifest['path']}")
+    try:
+        data = dest.get_bytes(f"{snapshot_prefix(index.snapshot_id)}/{index.manifest['path']}")
+    except FileNotFoundError:
+        raise OperationFailed(
+            f"{index.manifest['path']}: missing; snapshot {index.snapshot_id} cannot be restored.",
+            hint="Use another snapshot, or the copy on another destination (--dest).",
+        ) from None
     if hashlib.sha256(data).hexdigest() != index.manifest["sha256"]:
         raise OperationFailed(f"{index.manifest['path']}: does not match the index (corrupted).")
     try:
@@ -149,40 +157,82 @@ def deep_check(
     parts = manifest_parts(manifest)
     if sorted(indexed) != sorted(p["path"] for p in parts):
         result.problems.append("manifest.age and index.json list different parts")
-    prefix = snapshot_prefix(index.snapshot_id)
-    for part in parts:
-        if part["path"] not in indexed:
-            continue
-        is_dump = part["name"] == "db.dump.zst"
-        sink = _PgRestoreSink() if is_dump else None
-        try:
-            with dest.open_read(f"{prefix}/{part['path']}") as reader:
-                size, digest, cipher_digest = read_part(part, reader, identity, sink, cancel, meter)
-        except FileNotFoundError:
-            result.problems.append(f"{part['path']}: missing")
-            if sink:
-                sink.kill()
-            continue
-        except Cancelled:
-            if sink:
-                sink.kill()
-            raise
-        except OperationFailed as error:
-            result.problems.append(f"{part['path']}: {error.message}")
-            if sink:
-                sink.kill()
-            continue
-        if cipher_digest != part["cipher_sha256"]:
-            result.problems.append(f"{part['path']}: ciphertext sha256 does not match the manifest")
-        if size != part["size"] or digest != part["sha256"]:
-            result.problems.append(f"{part['path']}: decrypted content does not match the manifest (sha256)")
-        if sink:
-            failure = sink.finish()
-            if failure:
-                result.problems.append(f"{part['path']}: pg_restore cannot read the dump: {failure}")
+    for source in manifest["sources"]:
+        for part in source["parts"]:
+            if part["path"] not in indexed:
+                continue
+            if part["name"] in TAR_PARTS:
+                _check_tar_part(dest, index, source, part, identity, result, cancel, meter)
             else:
-                result.checked.append(f"{part['path']} (pg_restore read it)")
-        result.checked.append(f"{part['path']} (decrypted)")
+                _check_part(
+                    dest, index, part, indexed[part["path"]]["sha256"], identity, result, cancel, meter
+                )
+
+
+def _check_tar_part(
+    dest: Destination,
+    index: Index,
+    source: dict[str, Any],
+    part: dict[str, Any],
+    identity: str,
+    result: VerifyResult,
+    cancel: CancelToken,
+    meter: RateMeter | None,
+) -> None:
+    """Every member, through restore's own rules (drgui.core.extract), hashed without writing."""
+    index_sha256 = next(p["sha256"] for p in index.parts if p["path"] == part["path"])
+    try:
+        with decrypted_pipe(
+            dest,
+            index.snapshot_id,
+            source,
+            part,
+            identity,
+            cancel,
+            ignore_progress,
+            index_sha256=index_sha256,
+            meter=meter,
+        ) as (reader, _errors):
+            report = check_archive(reader, source, HashWriter(), cancel, part["path"])
+    except OperationFailed as error:
+        result.problems.append(error.message)
+        return
+    result.problems.extend(report.problems)
+    if not report.problems:
+        result.checked.append(f"{part['path']} (decrypted; {report.summary})")
+
+
+def _check_part(
+    dest: Destination,
+    index: Index,
+    part: dict[str, Any],
+    index_sha256: str,
+    identity: str,
+    result: VerifyResult,
+    cancel: CancelToken,
+    meter: RateMeter | None,
+) -> None:
+    is_dump = part["name"] == "db.dump.zst"
+    sink = _PgRestoreSink() if is_dump else None
+    try:
+        with dest.open_read(f"{snapshot_prefix(index.snapshot_id)}/{part['path']}") as reader:
+            size, digest, cipher_digest = read_part(part, reader, identity, sink, cancel, meter)
+    except (FileNotFoundError, OperationFailed, Cancelled) as error:
+        if sink:
+            sink.kill()
+        if isinstance(error, Cancelled):
+            raise
+        detail = "missing" if isinstance(error, FileNotFoundError) else error.message  # type: ignore[union-attr]
+        result.problems.append(f"{part['path']}: {detail}")
+        return
+    result.problems.extend(part_problems(part, size, digest, cipher_digest, index_sha256))
+    if sink:
+        failure = sink.finish()
+        if failure:
+            result.problems.append(f"{part['path']}: pg_restore cannot read the dump: {failure}")
+        else:
+            result.checked.append(f"{part['path']} (pg_restore read it)")
+    result.checked.append(f"{part['path']} (decrypted)")
 
 
 def verify_snapshot(

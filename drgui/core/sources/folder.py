@@ -1,4 +1,10 @@
-"""A folder as a tar stream (produced in a thread into a pipe), with every file's sha256 in the manifest."""
+"""A folder as a tar stream (produced in a thread into a pipe), every entry described in the manifest.
+
+Regular files, directories (empty ones too) and symbolic links are stored as what they are: a link is
+a tar SYMTYPE member with its target unchanged, never followed. Fifos, sockets and devices are skipped
+with a warning in the source's result. Each manifest entry records `path`, `type` (file, dir, symlink),
+`mode`, `mtime`, and `size` + `sha256` (files) or `target` (links); see docs/snapshot-format.md.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from drgui.core.errors import SourceError
+from drgui.core.progress import CancelToken
 from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
+
+SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 
 class _HashingFile:
@@ -31,46 +45,87 @@ def is_excluded(relative: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def walk(root: Path, excludes: list[str]) -> Iterator[tuple[str, Path]]:
-    """(relative posix path, absolute path) in a stable order; excluded directories are not entered."""
-    for directory, dirs, files in os.walk(root, followlinks=False):
-        rel_dir = Path(directory).relative_to(root).as_posix()
-        rel_dir = "" if rel_dir == "." else rel_dir + "/"
-        dirs[:] = sorted(d for d in dirs if not is_excluded(rel_dir + d, excludes))
-        for name in sorted(files):
-            if not is_excluded(rel_dir + name, excludes):
-                yield rel_dir + name, Path(directory) / name
+def walk(root: Path, excludes: list[str]) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(relative posix path, absolute path, lstat) of every entry below `root`, parents before children,
+    sorted by name; links are reported, never followed; excluded directories are not entered."""
+
+    def visit(directory: Path, rel_dir: str) -> Iterator[tuple[str, Path, os.stat_result]]:
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            raise SourceError(f"Cannot read the directory {directory}: {error.strerror}.") from None
+        for item in entries:
+            relative = rel_dir + item.name
+            if is_excluded(relative, excludes):
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing
+            yield relative, Path(item.path), info
+            if stat.S_ISDIR(info.st_mode):
+                yield from visit(Path(item.path), relative + "/")
+
+    yield from visit(root, "")
 
 
-def write_tar(root: Path, excludes: list[str], out: BinaryIO, files: list[dict[str, Any]], cancel) -> None:
+def _special_kind(mode: int) -> str | None:
+    return next((name for test, name in SPECIAL_KINDS if test(mode)), None)
+
+
+def _tar_info(relative: str, info: os.stat_result) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(relative)
+    member.mode = stat.S_IMODE(info.st_mode)
+    member.mtime = info.st_mtime
+    member.uid, member.gid = info.st_uid, info.st_gid
+    return member
+
+
+def _add_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise SourceError(f"Cannot read {path}: {error.strerror}.") from None
+    with handle:
+        member.size = os.fstat(handle.fileno()).st_size
+        hashing = _HashingFile(handle)
+        tar.addfile(member, hashing)  # type: ignore[arg-type]
+    return hashing.digest.hexdigest()
+
+
+def write_tar(
+    root: Path,
+    excludes: list[str],
+    out: BinaryIO,
+    files: list[dict[str, Any]],
+    cancel: CancelToken,
+    warnings: list[str] | None = None,
+) -> None:
+    """Write the folder as a pax tar into `out`; append one manifest entry per member to `files`."""
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for relative, path in walk(root, excludes):
+        for relative, path, info in walk(root, excludes):
             cancel.check()
-            info = tar.gettarinfo(str(path), arcname=relative)
-            info.uname = info.gname = ""
-            if info.isreg():
-                try:
-                    handle = open(path, "rb")  # noqa: SIM115
-                except OSError as error:
-                    raise SourceError(f"Cannot read {path}: {error.strerror}.") from None
-                with handle:
-                    hashing = _HashingFile(handle)
-                    size_now = os.fstat(handle.fileno()).st_size
-                    if size_now != info.size:
-                        info.size = size_now
-                    tar.addfile(info, hashing)  # type: ignore[arg-type]
-                files.append(
-                    {
-                        "path": relative,
-                        "size": info.size,
-                        "mtime": int(info.mtime),
-                        "sha256": hashing.digest.hexdigest(),
-                        "mode": stat.S_IMODE(info.mode),
-                    }
-                )
-            elif info.issym():
-                tar.addfile(info)
-                files.append({"path": relative, "symlink": info.linkname})
+            member = _tar_info(relative, info)
+            entry: dict[str, Any] = {"path": relative, "mode": member.mode, "mtime": int(info.st_mtime)}
+            if stat.S_ISREG(info.st_mode):  # a hard link is stored as a file of its own
+                member.type = tarfile.REGTYPE
+                digest = _add_file(tar, member, path)
+                entry.update({"type": "file", "size": member.size, "sha256": digest})
+            elif stat.S_ISDIR(info.st_mode):
+                member.type = tarfile.DIRTYPE
+                tar.addfile(member)
+                entry["type"] = "dir"
+            elif stat.S_ISLNK(info.st_mode):
+                member.type = tarfile.SYMTYPE
+                member.linkname = os.readlink(path)
+                tar.addfile(member)
+                entry.update({"type": "symlink", "target": member.linkname})
+            else:
+                if warnings is not None:
+                    warnings.append(f"{relative}: skipped, a {_special_kind(info.st_mode)} is not backed up")
+                continue
+            files.append(entry)
 
 
 class FolderSource(Source):
@@ -102,13 +157,13 @@ class FolderSource(Source):
         yield from tar_part_stream(
             "files.tar.zst",
             f"Folder source '{self.name}'",
-            lambda out: write_tar(self.root, self.excludes, out, files, ctx.cancel),
+            lambda out: write_tar(self.root, self.excludes, out, files, ctx.cancel, ctx.warnings),
         )
         ctx.manifest.update(
             {
                 "path": str(self.root),
                 "files": files,
-                "file_count": len(files),
+                "file_count": sum(1 for f in files if f["type"] == "file"),
                 "bytes": sum(f.get("size", 0) for f in files),
             }
         )

@@ -1,0 +1,53 @@
+"""The pre-restore safety snapshot (design section 7): before `restore --overwrite` replaces anything in
+a non-empty directory, that directory is backed up as an ordinary snapshot of one folder source named
+`pre-restore-<source>`, so `drgui restore <id> --source pre-restore-<source> --to-dir DIR` gives it back.
+
+It goes through the normal snapshot writer, into the plan's first available local destination, or
+into the home's queue when the plan has none (then queued for every destination, so the next backup
+uploads it and the queue copy is only dropped once it is there). It is pinned, so prune keeps it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drgui.core.backup import ensure_identity_file, write_snapshot
+from drgui.core.config import SourceConfig
+from drgui.core.lock import HomeLock
+from drgui.core.progress import CancelToken, Progress, ProgressCallback
+from drgui.core.sources.folder import FolderSource
+from drgui.core.workspace import LOCAL_KINDS, Workspace
+
+SAFETY_PREFIX = "pre-restore-"
+PIN_REASON = "pre-restore safety snapshot of"  # pinned: prune never removes it on its own
+
+
+def safety_source_name(source_name: str) -> str:
+    return SAFETY_PREFIX + source_name.removeprefix(SAFETY_PREFIX)
+
+
+def take_safety_snapshot(
+    ws: Workspace, directory: Path, source_name: str, progress: ProgressCallback, cancel: CancelToken | None
+) -> str:
+    """Snapshot `directory` as it is now; return the snapshot id."""
+    source = FolderSource(
+        SourceConfig(safety_source_name(source_name), "folder", {"path": str(directory)}), None
+    )
+    source.preflight()
+    progress(Progress("restore", source_name, f"Taking a safety snapshot of {directory} first"))
+    with HomeLock(ws.home.lock_path, "restore"):
+        locals_ = [d for d in ws.destinations() if d.kind in LOCAL_KINDS and d.available()]
+        primary = locals_[0] if locals_ else ws.queue_destination()
+        if locals_:
+            ensure_identity_file(ws, primary)
+        snapshot_id, _results = write_snapshot(ws, [source], primary, progress, cancel or CancelToken())
+        if not locals_:
+            for dest in ws.plan.destinations:
+                ws.history.enqueue(snapshot_id, dest.name, "pre-restore safety snapshot, not copied yet")
+        ws.history.pin(snapshot_id, f"{PIN_REASON} {directory}")
+    return snapshot_id
+
+
+def is_safety_snapshot(source_names: list[str]) -> bool:
+    """A snapshot that holds only pre-restore sources (index.json's `sources` names them, no key needed)."""
+    return bool(source_names) and all(name.startswith(SAFETY_PREFIX) for name in source_names)
