@@ -1,4 +1,9 @@
-"""Every secret lives in the OS keyring under service 'drgui', username '<plan>/<kind>/<name>/<field>'.
+"""Every secret lives in the OS keyring under service 'drgui', username '<plan>/<home>/<kind>/<name>/<field>'.
+
+The home id (see `Home.home_id_path`) keeps two homes of one plan on one machine (a rehearsed kit import)
+from reading or deleting each other's entries. Homes made before it existed used '<plan>/<kind>/<name>/<field>';
+their entries are copied once to the new names (`SecretStore.adopt_legacy`) and the old ones left for any
+other legacy home that shares them.
 
 Plaintext-file, null and fail backends are refused: a backup tool that leaves the keys to the
 business in a readable file has failed before it starts. A locked keyring is its own state.
@@ -148,11 +153,16 @@ def unlock_keyring() -> bool:
     return backend_status().usable
 
 
-class SecretStore:
-    """The keyring entries of one plan."""
+SOURCE_SECRET_FIELDS = ("password", "secret_access_key", "access_key_id")
+DEST_SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
-    def __init__(self, plan_id: str) -> None:
+
+class SecretStore:
+    """The keyring entries of one plan in one home."""
+
+    def __init__(self, plan_id: str, home_id: str) -> None:
         self.plan_id = plan_id
+        self.home_id = home_id
         self._backend: keyring.backend.KeyringBackend | None = None
         self._cache: dict[str, str | None] = {}  # each D-Bus round trip costs ~50 ms
 
@@ -168,7 +178,23 @@ class SecretStore:
         self._ensure()
 
     def username(self, kind: str, name: str, field: str) -> str:
-        return f"{self.plan_id}/{kind}/{name}/{field}"
+        return f"{self.plan_id}/{self.home_id}/{kind}/{name}/{field}"
+
+    def adopt_legacy(self, entries: list[tuple[str, str, str]]) -> int:
+        """Copy the entries a home made before home ids stored under '<plan>/<kind>/<name>/<field>' to this
+        home's names (those not set yet). The legacy entries stay: another legacy home may share them."""
+        backend = self._ensure()
+        copied = 0
+        for kind, name, field in entries:
+            try:
+                legacy = backend.get_password(SERVICE, f"{self.plan_id}/{kind}/{name}/{field}")
+            except keyring.errors.KeyringError:
+                continue
+            if legacy is None or self.get(kind, name, field) is not None:
+                continue
+            self.set(kind, name, field, legacy)
+            copied += 1
+        return copied
 
     def set(self, kind: str, name: str, field: str, value: str) -> None:
         backend = self._ensure()

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from drgui.core import pgtools
 from drgui.core.config import SourceConfig
-from drgui.core.errors import SourceError, UsageError
+from drgui.core.errors import EnvironmentNotReady, SourceError, UsageError
 from drgui.core.secrets import SecretStore, redact, remember
 from drgui.core.sources.base import CaptureContext, ChildProcess, PartStream, Source
 
@@ -209,7 +209,14 @@ class PostgresSource(Source):
     def password(self) -> str | None:
         if self.store is None or not self.config.settings.get("has_password"):
             return None
-        return self.store.get("source", self.name, "password")
+        password = self.store.get("source", self.name, "password")
+        if password is None:
+            raise EnvironmentNotReady(
+                f"The keyring has no password for source {self.name}.",
+                hint=f"Store it again: `drgui source remove {self.name}`, then `drgui source add {self.name} "
+                "postgres --dsn ...` with the password (or use the Sources page of the app).",
+            )
+        return password
 
     @contextlib.contextmanager
     def connect(self, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
