@@ -91,3 +91,32 @@ def test_legacy_home_adopts_its_entries_and_leaves_them(tmp_path: Path, pg18_db:
     # This version's homes never read the legacy names: a fresh home of another plan finds nothing there.
     ok(plan.cli("--json", "source", "remove", "db"))
     assert keyring.get_password(SERVICE, f"{store.plan_id}/source/db/password") == PG_PASSWORD
+
+
+# --- item 13a: a DSN that does not parse never echoes its password ----------------------------------------
+BAD_ESCAPE_PASSWORD = "p%zzSecretWord"
+
+
+def test_bad_percent_escape_in_dsn_password_is_never_echoed(tmp_path: Path, pg18_db: PgDatabase) -> None:
+    plan = db_plan(tmp_path, pg18_db)
+    ok(plan.cli("--json", "backup"))
+    port = pg18_db.cluster.port
+    bad = f"postgresql://app:{BAD_ESCAPE_PASSWORD}@127.0.0.1:{port}/app_restore"
+    results = [
+        plan.cli("--json", "source", "add", "db2", "postgres", "--dsn", bad),
+        plan.cli("source", "add", "db2", "postgres", "--dsn", bad),
+        plan.cli("--json", "restore", "latest", "--source", "db", "--to-dsn", bad),
+        plan.cli("restore", "latest", "--source", "db", "--to-dsn", bad),
+        plan.cli("--json", "drill", "latest", "--scratch", bad),
+    ]
+    for result in results:
+        assert result.code == 2, str(result)
+        assert "Traceback" not in result.stderr, str(result)
+        text = result.stdout + result.stderr
+        assert "zzSecretWord" not in text, str(result)
+        assert "%25" in text, str(result)  # the fix: how to write a % in a password
+        if "--json" in result.argv:
+            assert one_json(result)["ok"] is False
+    for path in plan.home.rglob("*"):
+        if path.is_file():
+            assert b"zzSecretWord" not in path.read_bytes(), path

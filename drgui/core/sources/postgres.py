@@ -55,14 +55,32 @@ ORDER BY 1, 2
 """
 
 
+_URL_PASSWORD = re.compile(r"^postgres(?:ql)?://[^:@/?#]*:(?P<password>.*)@", re.IGNORECASE | re.DOTALL)
+_QUERY_PASSWORD = re.compile(r"[?&](?:ssl)?password=(?P<password>[^&#]*)", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(?:ssl)?password\s*=\s*(?P<password>'(?:[^'\\]|\\.)*'?|\S+)")
+_QUOTED_TOKEN = re.compile(r'"[^"]*"')
+
+
+def _remember_dsn_passwords(dsn: str) -> None:
+    """Mark whatever looks like a password in a DSN as secret, before libpq has parsed (or refused) it."""
+    for pattern in (_URL_PASSWORD, _QUERY_PASSWORD, _KEYWORD_PASSWORD):
+        for match in pattern.finditer(dsn):
+            remember(match.group("password"))
+            remember(match.group("password").strip("'"))
+
+
 def split_dsn(dsn: str) -> tuple[dict[str, str], str | None]:
     """A DSN (URL or key=value) -> (settings without secrets, password or None)."""
+    _remember_dsn_passwords(dsn)
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as error:
+        # libpq quotes the token it refused, which may be the password: no quoted token is ever shown.
+        reason = _QUOTED_TOKEN.sub('"***"', redact(str(error).strip()))
         raise UsageError(
-            f"The DSN is not valid: {redact(str(error))}",
-            hint="Use postgresql://USER@HOST:PORT/DBNAME or 'host=... dbname=... user=...'.",
+            f"The DSN is not valid: {reason}",
+            hint="Use postgresql://USER@HOST:PORT/DBNAME or 'host=... dbname=... user=...'; in a URL, "
+            "write a % in the password as %25 (and @ as %40, / as %2F).",
         ) from None
     password = params.pop("password", None)
     params.pop("sslpassword", None)
