@@ -14,6 +14,7 @@ them from any text that is about to be shown or logged.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import keyring.errors
 from drgui.core.errors import EnvironmentNotReady, KeyringLocked
 
 SERVICE = "drgui"
+BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
 
 _REFUSED_MODULES = ("keyring.backends.null", "keyring.backends.fail", "keyrings.alt")
 _FIX = (
@@ -63,6 +65,23 @@ class BackendStatus:
     problem: str | None
 
 
+def _configured_keyring() -> keyring.backend.KeyringBackend:
+    """keyring's backend; one that cannot be loaded (a PYTHON_KEYRING_BACKEND naming no installed class, a
+    bad keyringrc.cfg) is an environment that is not ready, not a crash."""
+    try:
+        return keyring.get_keyring()
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        chosen = os.environ.get(BACKEND_ENV)
+        if chosen:
+            raise EnvironmentNotReady(
+                f"{BACKEND_ENV}={chosen} names a keyring backend that cannot be loaded ({reason}).",
+                hint=f"Unset {BACKEND_ENV} so drgui uses the desktop's keyring, or set it to an installed "
+                "backend such as keyring.backends.SecretService.Keyring.",
+            ) from None
+        raise EnvironmentNotReady(f"The keyring backend cannot be loaded ({reason}).", hint=_FIX) from None
+
+
 def _backend_name(backend: keyring.backend.KeyringBackend) -> str:
     return f"{type(backend).__module__}.{type(backend).__qualname__}"
 
@@ -96,14 +115,17 @@ def _refused(backend: keyring.backend.KeyringBackend) -> bool:
 def chosen_backend() -> keyring.backend.KeyringBackend | None:
     """The backend drgui talks to: the highest-priority acceptable one, never a chainer that could fall
     back to a plaintext file when the real keyring fails."""
-    for leaf in _leaf_backends(keyring.get_keyring()):
+    for leaf in _leaf_backends(_configured_keyring()):
         if not _refused(leaf):
             return leaf
     return None
 
 
 def backend_status() -> BackendStatus:
-    backend = keyring.get_keyring()
+    try:
+        backend = _configured_keyring()
+    except EnvironmentNotReady as error:
+        return BackendStatus(os.environ.get(BACKEND_ENV, "(none)"), False, False, error.message)
     leaves = _leaf_backends(backend)
     names = ", ".join(_backend_name(b) for b in leaves) or _backend_name(backend)
     refused = [b for b in leaves if _refused(b)]
@@ -125,6 +147,7 @@ def backend_status() -> BackendStatus:
 
 def require_keyring() -> BackendStatus:
     """Raise EnvironmentNotReady (exit 3) unless a real, unlocked keyring is active."""
+    _configured_keyring()  # a backend that cannot be loaded: its own message and fix
     status = backend_status()
     if not status.usable:
         raise EnvironmentNotReady(status.problem or "No keyring.", hint=_FIX)
