@@ -292,7 +292,8 @@ def restore_database(
     decrypted_dump: Path | None = None,
 ) -> RestoreResult:
     """`decrypted_dump`: the dump already decrypted (and checked) by the caller, e.g. while the drill's
-    scratch server was starting; otherwise it is decrypted here into a temp file."""
+    scratch server was starting; otherwise it is decrypted here, into a private scratch dir of the home that
+    is removed afterwards (and by the next command's sweep when this process is killed)."""
     cancel = cancel or CancelToken()
     if guard:
         params, password = prepare_database_target(
