@@ -242,6 +242,40 @@ def test_killed_restore_leaves_no_dump_after_the_next_command(tmp_path: Path, pg
         cluster.drop_database(target)
 
 
+def test_killed_drill_leaves_no_dump_after_the_next_command(tmp_path: Path, pg18_db: PgDatabase) -> None:
+    plan = db_plan(tmp_path, pg18_db)
+    ok(plan.cli("--json", "backup"))
+    cluster = pg18_db.cluster
+    target = f"{pg18_db.dbname}_d"
+    cluster.create_database(target)
+    cluster.execute(WAIT_FOR_DDL, target)
+    scratch = plan.home / "scratch"
+    try:
+        with psycopg.connect(cluster.conninfo(target, password=PG_PASSWORD), autocommit=True) as blocker:
+            blocker.execute("SELECT pg_advisory_lock(4242)")
+            drill = subprocess.Popen(
+                cli_argv(
+                    plan.home, "--json", "drill", "--scratch", cluster.url(target, password=PG_PASSWORD)
+                ),
+                env=cli_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            running = wait_for("pg_restore", lambda: processes("pg_restore", target))
+            dumps = list(scratch.glob("*/*.dump"))
+            assert dumps, list(scratch.rglob("*"))
+            os.kill(drill.pid, signal.SIGKILL)
+            drill.wait(timeout=60)
+            for pid in running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        ok(plan.cli("--json", "snapshots"))
+        assert not any(dump.exists() for dump in dumps) and not list(scratch.iterdir())
+    finally:
+        wait_for("pg_restore to end", lambda: not processes("pg_restore", target))
+        cluster.drop_database(target)
+
+
 # --- item 10: restoring a pg_dump 18 archive into PostgreSQL 15 does not depend on timing ------------------
 INTERLEAVED_STDERR = """pg_restore: error: pg_restore: could not execute query: ERROR:  unrecognized configuration \
 parameter "transaction_timeout"
