@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.secrets import SecretStore
-from drgui.core.workspace import IDENTITY_KEY
+from drgui.core.home import Home
+from drgui.core.workspace import IDENTITY_KEY, Workspace
 from tests.engine_fixtures import (
     ENV_SECRETS,
     PASSPHRASE,
@@ -130,7 +130,8 @@ def test_fresh_machine_restores_from_s3_with_only_the_kit(
 
     kit = json.loads(kit_path.read_text())
     plan_id = kit["plan"]["id"]
-    store = SecretStore(plan_id)
+    store = Workspace(Home(home_a)).store
+    assert store.plan_id == plan_id
     private_identity = store.get(*IDENTITY_KEY)
     assert private_identity and private_identity.startswith("AGE-SECRET-KEY-1")
     secrets = [private_identity, FAKE_KEY_ID, FAKE_SECRET, PG_PASSWORD, PASSPHRASE, *ENV_SECRETS.values()]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import drgui
 from drgui.cli.output import Output
 from drgui.core.errors import EXIT_USAGE, DrguiError
+from drgui.core.scratch import sweep_at_start
 from drgui.core.secrets import redact
 
 COMMAND_MODULES = (
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)
     out = Output(args.json)
+    sweep_at_start(args.home)  # decrypted dumps and pgpass files a killed drgui left behind
     try:
         return int(args.handler(args, out) or 0)
     except DrguiError as error:

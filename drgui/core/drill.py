@@ -13,9 +13,7 @@ import contextlib
 import hashlib
 import itertools
 import secrets
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -43,6 +41,7 @@ from drgui.core.restore import (
     restore_folder,
     restore_git,
 )
+from drgui.core.scratch import private_dir, sweep_stale
 from drgui.core.snapshot import snapshot_time
 from drgui.core.sources.base import pump_in_thread
 from drgui.core.sources.envfile import env_keys
@@ -322,19 +321,22 @@ def run_drill(
     # RPO is the snapshot's age when the drill starts: what a restore right now would lose.
     result.rpo_seconds = max(0.0, (started - snapshot_time(snapshot_id)).total_seconds())
     result.run_id = ws.history.start_run("drill", target=dest.name, snapshot_id=snapshot_id)
-    ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{result.drill_id}-", dir=ws.home.tmp_dir))
+    # Decrypted dumps and restored files live in a private dir that a killed drill's successor removes.
+    sweep_stale(ws.home.scratch_dir)
     scratch_server = _Scratch(ws, scratch)
     try:
-        _restore_and_check(ws, dest, identity, result, scratch_server, workdir, step, cancel)
-        # RTO: drill start to verified (the machine part of a recovery).
-        result.rto_seconds = round(time.monotonic() - clock, 2)
-        step("targets", "Comparing RTO and RPO with the plan's targets")
-        _targets(ws, result)
-        step("cleanup", "Stopping the scratch PostgreSQL and removing temp files")
+        with private_dir(ws.home.scratch_dir, f"{result.drill_id}-", "drill") as workdir:
+            try:
+                _restore_and_check(ws, dest, identity, result, scratch_server, workdir, step, cancel)
+                # RTO: drill start to verified (the machine part of a recovery).
+                result.rto_seconds = round(time.monotonic() - clock, 2)
+                step("targets", "Comparing RTO and RPO with the plan's targets")
+                _targets(ws, result)
+                step("cleanup", "Stopping the scratch PostgreSQL and removing temp files")
+            finally:
+                scratch_server.stop()
     except BaseException as error:
         cancelled = isinstance(error, (Cancelled, KeyboardInterrupt))
-        _cleanup(scratch_server, workdir)
         message = getattr(error, "message", type(error).__name__)
         ws.history.finish_run(
             result.run_id,
@@ -342,7 +344,6 @@ def run_drill(
             detail={"error": message, "drill": result.drill_id},
         )
         raise
-    _cleanup(scratch_server, workdir)
     result.finished = datetime.now(UTC) if now is None else started + timedelta(seconds=result.rto_seconds)
     step("checklist", "Evaluating the checklist")
     _checklist(ws, result, checklist_answers or {})
@@ -361,13 +362,6 @@ class _Stepper:
 
     def __call__(self, step: str, message: str, source: str | None = None) -> None:
         self.progress(Progress(step, source, message))
-
-
-def _cleanup(scratch: _Scratch, workdir: Path) -> None:
-    try:
-        scratch.stop()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _restore_and_check(

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 from drgui.core.errors import EnvironmentNotReady, OperationFailed, UsageError
 from drgui.core.secrets import remember
-from drgui.core.workspace import Workspace
+from drgui.core.workspace import WEBHOOK_KEY, Workspace
 
-WEBHOOK_KEY = ("plan", "webhook", "url")
 TIMEOUT_SECONDS = 10.0
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from drgui.core import pgtools
+from drgui.core import pgtools, scratch
 from drgui.core.destinations.base import Destination
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
 from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
 from drgui.core.safety import take_safety_snapshot
+from drgui.core.secrets import redact
 from drgui.core.snapshot import snapshot_prefix
 from drgui.core.sources.postgres import (
     PostgresSource,
@@ -191,7 +192,15 @@ def _decrypt_to_file(
     cancel: CancelToken,
     meter: RateMeter | None,
 ) -> None:
-    with dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as reader, open(path, "wb") as out:
+    with contextlib.ExitStack() as stack:
+        try:
+            reader = stack.enter_context(dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}"))
+        except FileNotFoundError:
+            raise OperationFailed(
+                f"The snapshot's part {part['path']} is missing from destination '{dest.name}'; not restored.",
+                hint="Restore from another destination or an older snapshot (`drgui snapshots`).",
+            ) from None
+        out = stack.enter_context(open(path, "wb"))
         size, digest, _ = read_part(part, reader, identity, out, cancel, meter)
     if size != part["size"] or digest != part["sha256"]:
         raise OperationFailed(f"{part['path']}: decrypted content does not match the manifest; not restored.")
@@ -225,19 +234,29 @@ def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, An
     return checks
 
 
-# A newer pg_restore sets parameters an older server does not know (pg_restore 18 -> PostgreSQL 15/16:
-# transaction_timeout). The server then keeps its default, which is what the SET asked for anyway.
-HARMLESS_RESTORE_ERRORS = ('unrecognized configuration parameter "transaction_timeout"',)
+# pg_restore 17+ sends `SET transaction_timeout = 0` on every connection it opens (the leader and each -j
+# worker). A server older than 17 does not know the parameter: it reports an error and keeps its default, no
+# timeout, which is what the SET asked for. Whether to expect that is decided from the two versions before
+# pg_restore runs; afterwards its errors are counted over the whole of stderr, not line by line (with -j the
+# workers' lines interleave, but each message is written whole).
+OLDER_SERVER_RESTORE_ERROR = 'ERROR:  unrecognized configuration parameter "transaction_timeout"'
 
 
-def only_harmless_restore_errors(lines: list[str]) -> bool:
-    """True when every error pg_restore reported is a SET of a parameter the server does not know."""
-    errors = [line for line in lines if "ERROR:" in line]
-    if not errors or len(errors) != sum("error: could not execute query" in line for line in lines):
-        return False
-    commands = [line for line in lines if line.strip().startswith("Command was:")]
-    return all(any(h in e for h in HARMLESS_RESTORE_ERRORS) for e in errors) and all(
-        c.strip().startswith("Command was: SET transaction_timeout") for c in commands
+def expected_restore_errors(server_version_num: int, pg_restore_version: tuple[int, int]) -> tuple[str, ...]:
+    """The server errors a restore with this pg_restore into this server reports although nothing is lost."""
+    if server_version_num < 170000 and pg_restore_version[0] >= 17:
+        return (OLDER_SERVER_RESTORE_ERROR,)
+    return ()
+
+
+def only_harmless_restore_errors(stderr: str, expected: tuple[str, ...]) -> bool:
+    """True when pg_restore reported errors and every one of them is one of `expected`."""
+    harmless = sum(stderr.count(message) for message in expected)
+    return harmless > 0 and (
+        harmless
+        == stderr.count("ERROR:")
+        == stderr.count("could not execute query: ")
+        == stderr.count("error: ")  # pg_restore's own errors (unreadable archive, lost connection) too
     )
 
 
@@ -276,7 +295,8 @@ def restore_database(
     decrypted_dump: Path | None = None,
 ) -> RestoreResult:
     """`decrypted_dump`: the dump already decrypted (and checked) by the caller, e.g. while the drill's
-    scratch server was starting; otherwise it is decrypted here into a temp file."""
+    scratch server was starting; otherwise it is decrypted here, into a private scratch dir of the home that
+    is removed afterwards (and by the next command's sweep when this process is killed)."""
     cancel = cancel or CancelToken()
     if guard:
         params, password = prepare_database_target(
@@ -292,10 +312,15 @@ def restore_database(
     if part is None:
         raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
     pg_restore = pgtools.find_tool("pg_restore")
-    ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="restore-", dir=ws.home.tmp_dir) as tmp:
-        dump = decrypted_dump or Path(tmp) / "db.dump"
-        if decrypted_dump is None:
+    with _connect(params, password, params["dbname"]) as conn:
+        server_version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
+    expected = expected_restore_errors(server_version_num, pgtools.tool_version(pg_restore))
+    with contextlib.ExitStack() as stack:
+        dump = decrypted_dump
+        if dump is None:
+            scratch.sweep_stale(ws.home.scratch_dir)
+            workdir = stack.enter_context(scratch.private_dir(ws.home.scratch_dir, "restore-", "restore"))
+            dump = workdir / "db.dump"
             decrypt_dump(dest, snapshot_id, entry, identity, dump, cancel, progress)
         cancel.check()
         argv = [
@@ -309,9 +334,11 @@ def restore_database(
         if no_owner:
             argv += ["--no-owner", "--no-privileges"]
         progress(Progress("restore", entry["name"], "Running pg_restore"))
+        env = stack.enter_context(child_env(password))
+        env["LC_MESSAGES"] = "C"  # its own messages in English: they are counted below
         process = subprocess.Popen(
             [*argv, str(dump)],
-            env=child_env(password),
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -332,18 +359,21 @@ def restore_database(
             if process.poll() is None:
                 process.kill()
                 process.communicate()
-        if process.returncode != 0:
-            lines = stderr.decode(errors="replace").strip().splitlines()
-            if only_harmless_restore_errors(lines):
-                result.warnings.append("pg_restore: " + " | ".join(HARMLESS_RESTORE_ERRORS) + " ignored")
-                result.checks.append(
-                    {"name": "pg_restore", "ok": True, "detail": "settings unknown to the server skipped"}
-                )
-            else:
-                result.warnings.append("pg_restore reported errors: " + " | ".join(lines[-5:]))
-                result.checks.append({"name": "pg_restore", "ok": False, "detail": " | ".join(lines[-3:])})
-        else:
-            result.checks.append({"name": "pg_restore", "ok": True, "detail": "exit 0"})
+    text = redact(stderr.decode(errors="replace").strip())
+    if process.returncode == 0:
+        result.checks.append({"name": "pg_restore", "ok": True, "detail": "exit 0"})
+    elif only_harmless_restore_errors(text, expected):
+        result.warnings.append(
+            "pg_restore: transaction_timeout is unknown to PostgreSQL "
+            f"{pgtools.format_server_version(server_version_num)}; the server kept its default (no timeout)"
+        )
+        result.checks.append(
+            {"name": "pg_restore", "ok": True, "detail": "settings unknown to the server skipped"}
+        )
+    else:
+        lines = text.splitlines()
+        result.warnings.append("pg_restore reported errors: " + " | ".join(lines[-5:]))
+        result.checks.append({"name": "pg_restore", "ok": False, "detail": " | ".join(lines[-3:])})
     progress(Progress("restore", entry["name"], "Counting rows"))
     with _connect(params, password, params["dbname"]) as conn:
         actual = count_rows(conn)

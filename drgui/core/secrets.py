@@ -1,4 +1,9 @@
-"""Every secret lives in the OS keyring under service 'drgui', username '<plan>/<kind>/<name>/<field>'.
+"""Every secret lives in the OS keyring under service 'drgui', username '<plan>/<home>/<kind>/<name>/<field>'.
+
+The home id (see `Home.home_id_path`) keeps two homes of one plan on one machine (a rehearsed kit import)
+from reading or deleting each other's entries. Homes made before it existed used '<plan>/<kind>/<name>/<field>';
+their entries are copied once to the new names (`SecretStore.adopt_legacy`) and the old ones left for any
+other legacy home that shares them.
 
 Plaintext-file, null and fail backends are refused: a backup tool that leaves the keys to the
 business in a readable file has failed before it starts. A locked keyring is its own state.
@@ -9,6 +14,7 @@ them from any text that is about to be shown or logged.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from dataclasses import dataclass
 
@@ -19,6 +25,7 @@ import keyring.errors
 from drgui.core.errors import EnvironmentNotReady, KeyringLocked
 
 SERVICE = "drgui"
+BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
 
 _REFUSED_MODULES = ("keyring.backends.null", "keyring.backends.fail", "keyrings.alt")
 _FIX = (
@@ -58,6 +65,23 @@ class BackendStatus:
     problem: str | None
 
 
+def _configured_keyring() -> keyring.backend.KeyringBackend:
+    """keyring's backend; one that cannot be loaded (a PYTHON_KEYRING_BACKEND naming no installed class, a
+    bad keyringrc.cfg) is an environment that is not ready, not a crash."""
+    try:
+        return keyring.get_keyring()
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        chosen = os.environ.get(BACKEND_ENV)
+        if chosen:
+            raise EnvironmentNotReady(
+                f"{BACKEND_ENV}={chosen} names a keyring backend that cannot be loaded ({reason}).",
+                hint=f"Unset {BACKEND_ENV} so drgui uses the desktop's keyring, or set it to an installed "
+                "backend such as keyring.backends.SecretService.Keyring.",
+            ) from None
+        raise EnvironmentNotReady(f"The keyring backend cannot be loaded ({reason}).", hint=_FIX) from None
+
+
 def _backend_name(backend: keyring.backend.KeyringBackend) -> str:
     return f"{type(backend).__module__}.{type(backend).__qualname__}"
 
@@ -91,14 +115,17 @@ def _refused(backend: keyring.backend.KeyringBackend) -> bool:
 def chosen_backend() -> keyring.backend.KeyringBackend | None:
     """The backend drgui talks to: the highest-priority acceptable one, never a chainer that could fall
     back to a plaintext file when the real keyring fails."""
-    for leaf in _leaf_backends(keyring.get_keyring()):
+    for leaf in _leaf_backends(_configured_keyring()):
         if not _refused(leaf):
             return leaf
     return None
 
 
 def backend_status() -> BackendStatus:
-    backend = keyring.get_keyring()
+    try:
+        backend = _configured_keyring()
+    except EnvironmentNotReady as error:
+        return BackendStatus(os.environ.get(BACKEND_ENV, "(none)"), False, False, error.message)
     leaves = _leaf_backends(backend)
     names = ", ".join(_backend_name(b) for b in leaves) or _backend_name(backend)
     refused = [b for b in leaves if _refused(b)]
@@ -120,6 +147,7 @@ def backend_status() -> BackendStatus:
 
 def require_keyring() -> BackendStatus:
     """Raise EnvironmentNotReady (exit 3) unless a real, unlocked keyring is active."""
+    _configured_keyring()  # a backend that cannot be loaded: its own message and fix
     status = backend_status()
     if not status.usable:
         raise EnvironmentNotReady(status.problem or "No keyring.", hint=_FIX)
@@ -148,11 +176,16 @@ def unlock_keyring() -> bool:
     return backend_status().usable
 
 
-class SecretStore:
-    """The keyring entries of one plan."""
+SOURCE_SECRET_FIELDS = ("password", "secret_access_key", "access_key_id")
+DEST_SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
-    def __init__(self, plan_id: str) -> None:
+
+class SecretStore:
+    """The keyring entries of one plan in one home."""
+
+    def __init__(self, plan_id: str, home_id: str) -> None:
         self.plan_id = plan_id
+        self.home_id = home_id
         self._backend: keyring.backend.KeyringBackend | None = None
         self._cache: dict[str, str | None] = {}  # each D-Bus round trip costs ~50 ms
 
@@ -168,7 +201,23 @@ class SecretStore:
         self._ensure()
 
     def username(self, kind: str, name: str, field: str) -> str:
-        return f"{self.plan_id}/{kind}/{name}/{field}"
+        return f"{self.plan_id}/{self.home_id}/{kind}/{name}/{field}"
+
+    def adopt_legacy(self, entries: list[tuple[str, str, str]]) -> int:
+        """Copy the entries a home made before home ids stored under '<plan>/<kind>/<name>/<field>' to this
+        home's names (those not set yet). The legacy entries stay: another legacy home may share them."""
+        backend = self._ensure()
+        copied = 0
+        for kind, name, field in entries:
+            try:
+                legacy = backend.get_password(SERVICE, f"{self.plan_id}/{kind}/{name}/{field}")
+            except keyring.errors.KeyringError:
+                continue
+            if legacy is None or self.get(kind, name, field) is not None:
+                continue
+            self.set(kind, name, field, legacy)
+            copied += 1
+        return copied
 
     def set(self, kind: str, name: str, field: str, value: str) -> None:
         backend = self._ensure()

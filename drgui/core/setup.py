@@ -22,7 +22,7 @@ from drgui.core.destinations.registry import open_destination
 from drgui.core.errors import DrguiError, UsageError
 from drgui.core.fsutil import atomic_write_bytes
 from drgui.core.home import Home
-from drgui.core.secrets import SecretStore, require_keyring
+from drgui.core.secrets import DEST_SECRET_FIELDS, SOURCE_SECRET_FIELDS, SecretStore, require_keyring
 from drgui.core.snapshot import IDENTITY_FILE
 from drgui.core.sources.registry import open_source
 from drgui.core.workspace import IDENTITY_KEY, Workspace
@@ -51,8 +51,8 @@ def init_plan(home: Home, name: str, passphrase: str, *, rto: str = "4h", rpo: s
         rpo_seconds=parse_duration(rpo),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    SecretStore(plan.plan_id).set(*IDENTITY_KEY, pair.identity)
     home.ensure()
+    SecretStore(plan.plan_id, home.create_home_id()).set(*IDENTITY_KEY, pair.identity)
     atomic_write_bytes(home.path / IDENTITY_FILE, wrap_identity(pair, passphrase), 0o600)
     config_module.save(home, plan)
     ws = Workspace(home, plan)
@@ -106,7 +106,7 @@ def add_source(
 
 def remove_source(ws: Workspace, name: str) -> None:
     source = ws.plan.source(name)
-    for field_name in ("password", "secret_access_key", "access_key_id"):
+    for field_name in SOURCE_SECRET_FIELDS:
         ws.store.delete("source", name, field_name)
     ws.plan.sources.remove(source)
     ws.save()
@@ -152,7 +152,7 @@ def add_destination(
 
 def remove_destination(ws: Workspace, name: str) -> None:
     dest = ws.plan.destination(name)
-    for field_name in ("access_key_id", "secret_access_key"):
+    for field_name in DEST_SECRET_FIELDS:
         ws.store.delete("dest", name, field_name)
     ws.plan.destinations.remove(dest)
     ws.save()

@@ -12,12 +12,13 @@ from drgui.core.destinations.registry import open_destination
 from drgui.core.errors import EnvironmentNotReady
 from drgui.core.history import History
 from drgui.core.home import Home
-from drgui.core.secrets import SecretStore
+from drgui.core.secrets import DEST_SECRET_FIELDS, SOURCE_SECRET_FIELDS, SecretStore
 from drgui.core.snapshot import IDENTITY_FILE
 from drgui.core.sources.base import Source
 from drgui.core.sources.registry import open_source
 
 IDENTITY_KEY = ("plan", "identity", "age")
+WEBHOOK_KEY = ("plan", "webhook", "url")
 LOCAL_KINDS = ("local", "drive")
 
 
@@ -41,7 +42,26 @@ class Workspace:
 
     @cached_property
     def store(self) -> SecretStore:
-        return SecretStore(self.plan.plan_id)
+        """This home's keyring entries. A home made before home ids gets one now, with its entries copied
+        from the legacy names; a home made since (init, kit import) never reads legacy names."""
+        plan_id = self.plan.plan_id
+        home_id = self.home.read_home_id()
+        if home_id is not None:
+            return SecretStore(plan_id, home_id)
+        candidate = self.home.new_home_id()
+        SecretStore(plan_id, candidate).adopt_legacy(self.secret_entries())
+        home_id = self.home.create_home_id(candidate)
+        store = SecretStore(plan_id, home_id)
+        if home_id != candidate:  # another process opened this legacy home at the same moment
+            store.adopt_legacy(self.secret_entries())
+        return store
+
+    def secret_entries(self) -> list[tuple[str, str, str]]:
+        """(kind, name, field) of every keyring entry this plan may have."""
+        entries = [IDENTITY_KEY, WEBHOOK_KEY]
+        entries += [("source", s.name, f) for s in self.plan.sources for f in SOURCE_SECRET_FIELDS]
+        entries += [("dest", d.name, f) for d in self.plan.destinations for f in DEST_SECRET_FIELDS]
+        return entries
 
     @cached_property
     def history(self) -> History:

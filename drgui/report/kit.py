@@ -437,7 +437,8 @@ def import_kit(
         plan.destinations.append(
             DestConfig(str(raw["name"]), str(raw["kind"]), settings, dict(raw.get("retention", {})))
         )
-    store = SecretStore(plan.plan_id)
+    home.ensure()
+    store = SecretStore(plan.plan_id, home.create_home_id())  # a new home: never the legacy names
     store.set(*IDENTITY_KEY, pair.identity)
     stored_for = []
     if access_key_id and secret_access_key:

@@ -10,7 +10,6 @@ from PySide6.QtWidgets import QPushButton
 
 from drgui.core.backup import run_backup
 from drgui.core.home import Home
-from drgui.core.secrets import SecretStore
 from drgui.gui.app import App
 from drgui.gui.main_window import PAGES
 from tests.engine_fixtures import PASSPHRASE
@@ -83,7 +82,7 @@ def test_postgres_password_from_the_dialog_goes_to_the_keyring(qtbot, started, p
         dialog.add_button.click()
     config_text = started.ws.home.config_path.read_text()
     assert pg18_db.password not in config_text
-    assert SecretStore(started.ws.plan.plan_id).get("source", "db", "password") == pg18_db.password
+    assert started.ws.store.get("source", "db", "password") == pg18_db.password
 
 
 def test_destination_test_connection(qtbot, started) -> None:

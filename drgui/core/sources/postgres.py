@@ -8,6 +8,7 @@ import io
 import os
 import re
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from drgui.core import pgtools
+from drgui.core import pgtools, scratch
 from drgui.core.config import SourceConfig
-from drgui.core.errors import SourceError, UsageError
+from drgui.core.errors import EnvironmentNotReady, SourceError, UsageError
 from drgui.core.secrets import SecretStore, redact, remember
 from drgui.core.sources.base import CaptureContext, ChildProcess, PartStream, Source
 
@@ -55,14 +56,32 @@ ORDER BY 1, 2
 """
 
 
+_URL_PASSWORD = re.compile(r"^postgres(?:ql)?://[^:@/?#]*:(?P<password>.*)@", re.IGNORECASE | re.DOTALL)
+_QUERY_PASSWORD = re.compile(r"[?&](?:ssl)?password=(?P<password>[^&#]*)", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)(?:ssl)?password\s*=\s*(?P<password>'(?:[^'\\]|\\.)*'?|\S+)")
+_QUOTED_TOKEN = re.compile(r'"[^"]*"')
+
+
+def _remember_dsn_passwords(dsn: str) -> None:
+    """Mark whatever looks like a password in a DSN as secret, before libpq has parsed (or refused) it."""
+    for pattern in (_URL_PASSWORD, _QUERY_PASSWORD, _KEYWORD_PASSWORD):
+        for match in pattern.finditer(dsn):
+            remember(match.group("password"))
+            remember(match.group("password").strip("'"))
+
+
 def split_dsn(dsn: str) -> tuple[dict[str, str], str | None]:
     """A DSN (URL or key=value) -> (settings without secrets, password or None)."""
+    _remember_dsn_passwords(dsn)
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as error:
+        # libpq quotes the token it refused, which may be the password: no quoted token is ever shown.
+        reason = _QUOTED_TOKEN.sub('"***"', redact(str(error).strip()))
         raise UsageError(
-            f"The DSN is not valid: {redact(str(error))}",
-            hint="Use postgresql://USER@HOST:PORT/DBNAME or 'host=... dbname=... user=...'.",
+            f"The DSN is not valid: {reason}",
+            hint="Use postgresql://USER@HOST:PORT/DBNAME or 'host=... dbname=... user=...'; in a URL, "
+            "write a % in the password as %25 (and @ as %40, / as %2F).",
         ) from None
     password = params.pop("password", None)
     params.pop("sslpassword", None)
@@ -100,13 +119,28 @@ def connect_error(error: psycopg.Error, what: str) -> SourceError:
     return SourceError(f"Cannot connect to {what}: {text}", hint=hint)
 
 
-def child_env(password: str | None) -> dict[str, str]:
-    """The environment for pg_dump & co: the password only via PGPASSWORD, never on the command line."""
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def child_env(password: str | None) -> Iterator[dict[str, str]]:
+    """The environment for pg_dump, pg_dumpall, pg_restore and psql while the block runs: the password only
+    in a 0600 PGPASSFILE in a private temp dir, removed afterwards (never PGPASSWORD, never argv)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PGPASS")}
-    if password:
-        env["PGPASSWORD"] = password
     env.setdefault("PGAPPNAME", "drgui")
-    return env
+    if not password:
+        yield env
+        return
+    if "\n" in password or "\r" in password:
+        raise UsageError("The database password contains a line break, which PostgreSQL's tools cannot take.")
+    with scratch.private_dir(Path(tempfile.gettempdir()), scratch.PGPASS_PREFIX, "pgpass") as directory:
+        pgpass = directory / "pgpass"
+        fd = os.open(pgpass, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(f"*:*:*:*:{_pgpass_field(password)}\n")
+        env["PGPASSFILE"] = str(pgpass)
+        yield env
 
 
 _SERVER_STAMPED_OPTION = re.compile(r"pg_attver=\d+(?:, )?")
@@ -148,12 +182,10 @@ def schema_dump_argv(pg_dump: Path, conninfo: str, snapshot: str | None = None) 
 def schema_fingerprint(conninfo: str, password: str | None, snapshot: str | None = None) -> str:
     """sha256 of the normalised schema-only dump (owners and privileges left out, so a scratch restore compares)."""
     pg_dump = pgtools.find_tool("pg_dump")
-    result = subprocess.run(
-        schema_dump_argv(pg_dump, conninfo, snapshot),
-        capture_output=True,
-        env=child_env(password),
-        check=False,
-    )
+    with child_env(password) as env:
+        result = subprocess.run(
+            schema_dump_argv(pg_dump, conninfo, snapshot), capture_output=True, env=env, check=False
+        )
     if result.returncode != 0:
         raise SourceError(
             f"pg_dump --schema-only failed: {redact(result.stderr.decode(errors='replace').strip())}"
@@ -209,7 +241,14 @@ class PostgresSource(Source):
     def password(self) -> str | None:
         if self.store is None or not self.config.settings.get("has_password"):
             return None
-        return self.store.get("source", self.name, "password")
+        password = self.store.get("source", self.name, "password")
+        if password is None:
+            raise EnvironmentNotReady(
+                f"The keyring has no password for source {self.name}.",
+                hint=f"Store it again: `drgui source remove {self.name}`, then `drgui source add {self.name} "
+                "postgres --dsn ...` with the password (or use the Sources page of the app).",
+            )
+        return password
 
     @contextlib.contextmanager
     def connect(self, *, autocommit: bool = True) -> Iterator[psycopg.Connection]:
@@ -235,8 +274,7 @@ class PostgresSource(Source):
     def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
         pg_dump = pgtools.find_tool("pg_dump")
         password = self.password()
-        env = child_env(password)
-        with self.connect(autocommit=False) as conn:
+        with child_env(password) as env, self.connect(autocommit=False) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             identity = server_identity(conn)
