@@ -117,8 +117,19 @@ class Plan:
     def cli(self, *args: str, **kwargs: Any) -> CliResult:
         return run_cli(self.home, *args, **kwargs)
 
+    @property
+    def plan_id(self) -> str:
+        import tomllib
+
+        return str(tomllib.loads((self.home / "config.toml").read_text())["plan"]["id"])
+
+    @property
+    def snapshots_root(self) -> Path:
+        """Where this plan's snapshots are at its local destination (its scope: `<dest>/<plan id>/`)."""
+        return self.dest_dir / self.plan_id / "snapshots"
+
     def snapshot_dirs(self) -> list[Path]:
-        root = self.dest_dir / "snapshots"
+        root = self.snapshots_root
         return sorted(root.iterdir()) if root.is_dir() else []
 
 

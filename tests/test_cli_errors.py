@@ -234,7 +234,9 @@ def test_disk_full(new_plan: Callable[..., Plan], tmp_path: Path) -> None:
         fails(result, 1, "is full", str(small))
         assert result.json()["ok"] is False
         leftovers = (
-            [p.name for p in (small / "snapshots").iterdir()] if (small / "snapshots").exists() else []
+            [p.name for p in (small / plan.plan_id / "snapshots").iterdir()]
+            if (small / plan.plan_id / "snapshots").exists()
+            else []
         )
         assert leftovers == [], leftovers
         assert plan.home.joinpath("config.toml").read_bytes() == config_before

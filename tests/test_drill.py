@@ -176,10 +176,10 @@ def test_interrupt_leaves_nothing(app_plan) -> None:
 
 def test_removed_part_fails_naming_it(app_plan) -> None:
     plan, _db, snapshot_id = app_plan
-    part = plan.dest_dir / "snapshots" / snapshot_id / "parts" / "files" / "files.tar.zst.age"
+    part = plan.snapshots_root / snapshot_id / "parts" / "files" / "files.tar.zst.age"
     part.unlink()
     before = drill_leftovers()
-    result = plan.cli("--json", "drill")
+    result = plan.cli("--json", "drill", snapshot_id)  # named: an incomplete snapshot is never "latest"
     assert result.code == 1, str(result)
     data = result.json()
     assert data["ok"] is False
@@ -197,7 +197,7 @@ def _forge_db_part(plan, full_id: str, other_id: str) -> None:
     hash is consistent: what a bug that dumps one database and counts another would produce."""
     ws = Workspace(Home(plan.home))
     identity = ws.identity()
-    root = plan.dest_dir / "snapshots"
+    root = plan.snapshots_root
     from drgui.core.verify import load_manifest
 
     dest = ws.destination("local")

@@ -59,17 +59,18 @@ def test_restore_by_hand_as_documented(pg18_backup: BackedUp, tmp_path: Path) ->
     need(shutil.which("script") is not None, "util-linux script (a terminal for age's passphrase prompt)")
     assert "age -d -o key.txt" in (Path(__file__).parents[1] / "docs" / "restore-by-hand.md").read_text()
     dest = pg18_backup.plan.dest_dir
+    scope = dest / pg18_backup.plan.plan_id  # the plan's folder at the destination
     snap = (
-        dest
+        scope
         / "snapshots"
-        / sorted(p.name for p in (dest / "snapshots").iterdir() if "partial" not in p.name)[-1]
+        / sorted(p.name for p in (scope / "snapshots").iterdir() if "partial" not in p.name)[-1]
     )
     work = tmp_path / "restore"
     work.mkdir(mode=0o700)
-    env_line = f"DEST={dest} SNAP={snap} AGE={AGE} ZSTD={ZSTD}\n"
+    env_line = f"DEST={scope} SNAP={snap} AGE={AGE} ZSTD={ZSTD}\n"
 
     # 1. Unlock the key with the passphrase, on a terminal as age insists.
-    age_with_passphrase([str(AGE), "-d", "-o", "key.txt", str(dest / "identity.age")], PASSPHRASE, work)
+    age_with_passphrase([str(AGE), "-d", "-o", "key.txt", str(scope / "identity.age")], PASSPHRASE, work)
     assert (work / "key.txt").read_text().count("AGE-SECRET-KEY-1") == 1
 
     # 2. The manifest, and the ciphertext hashes against it.

@@ -26,7 +26,7 @@ def test_intact_snapshot_verifies(pg18_backup: BackedUp) -> None:
 
 
 def _targets(pg18_backup: BackedUp) -> list[str]:
-    snapshot = pg18_backup.plan.dest_dir / "snapshots" / pg18_backup.snapshot_id
+    snapshot = pg18_backup.plan.snapshots_root / pg18_backup.snapshot_id
     index = json.loads((snapshot / "index.json").read_text())
     return [part["path"] for part in index["parts"]] + ["manifest.age", "index.json"]
 
@@ -43,7 +43,7 @@ def test_every_flipped_byte_is_found(pg18_backup: BackedUp, tmp_path: Path) -> N
     assert len(targets) == 7, targets  # db.dump, globals, files, env, repo, manifest, index
     for number, target in enumerate(targets):
         copy = copy_snapshot_dest(pg18_backup, tmp_path / f"copy{number}")
-        _flip_one_byte(copy.dest_dir / "snapshots" / pg18_backup.snapshot_id / target)
+        _flip_one_byte(copy.snapshots_root / pg18_backup.snapshot_id / target)
         for mode in ([], ["--deep"]):
             result = copy.cli("--json", "verify", pg18_backup.snapshot_id, *mode)
             assert result.code == 1, f"{target} {mode}: {result}"

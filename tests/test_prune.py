@@ -15,7 +15,7 @@ import pytest
 
 from drgui.cli.main import main
 from drgui.core.config import DestConfig, Plan
-from drgui.core.destinations.base import Destination
+from drgui.core.destinations.base import Destination, copy_snapshot
 from drgui.core.destinations.s3 import S3Destination
 from drgui.core.home import Home
 from drgui.core.prune import prune
@@ -118,7 +118,7 @@ def test_default_policy_by_kind(tmp_path: Path) -> None:
 
 def test_stale_multipart_uploads_are_aborted(tmp_path: Path, s3_bucket: S3Bucket) -> None:
     ws = workspace(tmp_path, DestConfig("s3", "s3", s3_bucket.settings(prefix="acme")))
-    key = "acme/snapshots/20260101T000000Z-0badf00d/parts/db/db.dump.zst.age"
+    key = "acme/abcd1234/snapshots/20260101T000000Z-0badf00d/parts/db/db.dump.zst.age"  # the plan's scope
     s3_bucket.client.create_multipart_upload(Bucket=s3_bucket.name, Key=key)
     s3_bucket.client.create_multipart_upload(Bucket=s3_bucket.name, Key="elsewhere/not-ours")
     # moto reports every upload as initiated in 2010, so "a fresh upload is left alone" is checked on
@@ -126,7 +126,9 @@ def test_stale_multipart_uploads_are_aborted(tmp_path: Path, s3_bucket: S3Bucket
     real_now = datetime(2010, 11, 10, 21, tzinfo=UTC)
     assert prune(ws, now=real_now).destinations[0].aborted_uploads == [], "a fresh upload may be running"
     later = prune(ws, dry_run=True, now=real_now + timedelta(days=2)).destinations[0]
-    assert later.aborted_uploads == [key.removeprefix("acme/")] and len(s3_bucket.uploads("acme/")) == 1
+    assert (
+        later.aborted_uploads == [key.removeprefix("acme/abcd1234/")] and len(s3_bucket.uploads("acme/")) == 1
+    )
     prune(ws, now=real_now + timedelta(days=2))
     assert s3_bucket.uploads("acme/") == []
     assert len(s3_bucket.uploads("elsewhere/")) == 1
@@ -160,9 +162,7 @@ def test_prune_cli_json(tmp_path: Path, s3_bucket: S3Bucket) -> None:
     now = datetime.now(UTC)
     ids = [snapshot_at(local, now - timedelta(hours=h)) for h in (3, 2, 1)]
     for snapshot_id in ids:
-        remote.put_bytes(
-            f"snapshots/{snapshot_id}/index.json", local.get_bytes(f"snapshots/{snapshot_id}/index.json")
-        )
+        copy_snapshot(local, remote, snapshot_id)  # whole snapshots: one with files missing is never pruned
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         code = main(["--home", str(ws.home.path), "--json", "prune", "--dry-run", "--dest", "s3"])

@@ -165,8 +165,9 @@ def test_restore_from_s3_after_local_copy_is_lost(new_plan: Callable[..., Plan],
     assert backup.code == 0, str(backup)
     snapshot_id = backup.json()["snapshot"]
     assert {d["name"]: d["ok"] for d in backup.json()["destinations"]} == {"local": True, "s3": True}
-    assert f"acme/snapshots/{snapshot_id}/index.json" in s3_bucket.list_keys()
-    assert "acme/identity.age" in s3_bucket.list_keys()
+    scope = f"acme/{plan.plan_id}"  # the plan's own folder in the bucket
+    assert f"{scope}/snapshots/{snapshot_id}/index.json" in s3_bucket.list_keys()
+    assert f"{scope}/identity.age" in s3_bucket.list_keys()
 
     shutil.rmtree(plan.dest_dir)
     listed = ok(cli(plan, "snapshots", "--dest", "s3")).json()
@@ -230,7 +231,8 @@ def test_s3_down_queues_then_uploads_once(new_plan: Callable[..., Plan], s3_buck
     ok(cli(plan, "verify", first_id, "--deep", "--dest", "local"))
     queue = Workspace(Home.resolve(plan.home)).history.queue()
     assert [(q["snapshot"], q["destination"]) for q in queue] == [(first_id, "s3")]
-    assert s3_bucket.list_keys("acme/snapshots/") == []
+    scope = f"acme/{plan.plan_id}"
+    assert s3_bucket.list_keys(f"{scope}/snapshots/") == []
 
     set_dest(plan, "s3", endpoint_url=s3_bucket.endpoint)
     second = cli(plan, "backup")
@@ -240,13 +242,13 @@ def test_s3_down_queues_then_uploads_once(new_plan: Callable[..., Plan], s3_buck
     dest = s3_dest(plan)
     assert dest.snapshot_ids() == sorted([first_id, second.json()["snapshot"]])
     assert dest.incomplete_ids() == [] and s3_bucket.uploads() == []
-    keys = s3_bucket.list_keys("acme/snapshots/")
+    keys = s3_bucket.list_keys(f"{scope}/snapshots/")
     assert len(keys) == len(set(keys))
     for snapshot_id in dest.snapshot_ids():
         index = dest.read_index(snapshot_id)
-        expected = {f"acme/snapshots/{snapshot_id}/{p['path']}" for p in [*index.parts, index.manifest]}
+        expected = {f"{scope}/snapshots/{snapshot_id}/{p['path']}" for p in [*index.parts, index.manifest]}
         assert {k for k in keys if snapshot_id in k} == expected | {
-            f"acme/snapshots/{snapshot_id}/index.json"
+            f"{scope}/snapshots/{snapshot_id}/index.json"
         }
     ok(cli(plan, "verify", first_id, "--dest", "s3"))
     home_has_no_s3_key(plan.home)

@@ -29,6 +29,8 @@ def run(args, out) -> int:
             lines.append(f"  {'remove' if args.dry_run else 'gone  '} {snapshot_id}")
         for snapshot_id, why in dest.skipped.items():
             lines.append(f"  skipped {snapshot_id}: {why}")
+        for snapshot_id, why in dest.damaged.items():
+            lines.append(f"  left   {snapshot_id}: not complete ({why}); check it with `drgui verify`")
         if dest.leftovers:
             lines.append(f"  leftovers of interrupted runs removed: {', '.join(dest.leftovers)}")
         if dest.aborted_uploads:

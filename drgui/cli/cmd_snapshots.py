@@ -1,4 +1,4 @@
-"""drgui snapshots: what each destination holds."""
+"""drgui snapshots: what each destination holds (exit 1 when one of them is damaged or not complete)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ def register(sub, common) -> None:
 def run(args, out) -> int:
     ws = workspace(args)
     rows = list_snapshots(ws, args.dest)
-    lines = [
-        f"{r['id']}  {human_bytes(r['bytes']):>9}  {','.join(r['sources']):<24} {','.join(r['destinations'])}"
-        for r in rows
-    ]
+    lines = []
+    for row in rows:
+        lines.append(
+            f"{row['id']}  {human_bytes(row['bytes']):>9}  {','.join(row['sources']):<24} "
+            f"{','.join(row['destinations'])}"
+        )
+        lines.extend(f"    NOT COMPLETE ({problem})" for problem in row["problems"])
     out.result(rows, "\n".join(lines) or "No snapshots yet: `drgui backup`.")
-    return 0
+    return 0 if all(row["complete"] for row in rows) else 1

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from drgui.core.errors import DrguiError
-from drgui.core.snapshot import snapshot_time
+from drgui.core.destinations.base import SnapshotInfo
 from drgui.core.workspace import Workspace
 
 
 def list_snapshots(ws: Workspace, dest_name: str | None = None) -> list[dict[str, Any]]:
-    """[{id, time, sources, destinations, bytes, complete}], oldest first. Only complete snapshots are listed."""
+    """[{id, time, sources, destinations, bytes, complete, problems}], oldest first by start time.
+
+    Every snapshot of the plan with an index.json is listed; one that is damaged or not complete on a
+    destination (index unreadable, renamed folder, a file missing or of the wrong size) has
+    `complete: false` and a reason per destination in `problems`.
+    """
     dests = [ws.destination(dest_name)] if dest_name else ws.destinations()
     merged: dict[str, dict[str, Any]] = {}
+    order: dict[str, tuple[datetime, str]] = {}
     for dest in dests:
         if not dest.available():
             continue
-        for snapshot_id in dest.snapshot_ids():
-            row = merged.get(snapshot_id)
-            if row is None:
-                try:
-                    index = dest.read_index(snapshot_id)
-                except DrguiError:
-                    continue
-                row = merged[snapshot_id] = {
-                    "id": snapshot_id,
-                    "time": snapshot_time(snapshot_id).isoformat(),
-                    "sources": [s["name"] for s in index.sources],
-                    "destinations": [],
-                    "bytes": index.total_size,
-                    "complete": True,
-                }
+        for info in dest.snapshots():
+            row = merged.setdefault(info.snapshot_id, {"destinations": [], "complete": True, "problems": []})
+            if "id" not in row or (not row["sources"] and info.index is not None):
+                row.update(_describe(info))  # the first readable index describes the snapshot
+                order[info.snapshot_id] = info.order
             row["destinations"].append(dest.name)
-    return [merged[k] for k in sorted(merged)]
+            if not info.complete:
+                row["complete"] = False
+                row["problems"].append(f"{dest.name}: {info.problem}")
+    return [merged[k] for k in sorted(merged, key=lambda k: order[k])]
+
+
+def _describe(info: SnapshotInfo) -> dict[str, Any]:
+    return {
+        "id": info.snapshot_id,
+        "time": info.time.isoformat(),
+        "sources": info.source_names,
+        "bytes": info.index.total_size if info.index else 0,
+    }

@@ -1,8 +1,11 @@
 """Prune: apply each destination's retention policy (restic's forget semantics, retention.py).
 
-Never removed: incomplete snapshots (their leftovers are cleaned only once older than a day, so a
-running upload elsewhere is never touched), pinned ones (History.pinned(), e.g. a drill's evidence)
-and object-locked ones. Stale multipart uploads under the destination's prefix are aborted.
+Only the plan's own snapshots are considered (its scope at the destination, and legacy-layout ones
+whose index names it). Never removed: incomplete snapshots (their leftovers are cleaned only once
+older than a day, so a running upload elsewhere is never touched), damaged ones (an index that cannot
+be read, a renamed folder, a missing file: reported, left for a person to judge), pinned ones
+(History.pinned(), e.g. a drill's evidence) and object-locked ones. Stale multipart uploads under the
+plan's prefix are aborted.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from drgui.core import retention
 from drgui.core.config import DestConfig
-from drgui.core.destinations.base import Destination
+from drgui.core.destinations.base import Destination, SnapshotInfo
 from drgui.core.errors import DestinationError
 from drgui.core.lock import HomeLock
 from drgui.core.snapshot import snapshot_time
@@ -31,6 +34,7 @@ class DestPrune:
     remove: list[str] = field(default_factory=list)
     reasons: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # id -> why a planned removal was not done
+    damaged: dict[str, str] = field(default_factory=dict)  # id -> why it is not complete (left alone)
     leftovers: list[str] = field(default_factory=list)
     aborted_uploads: list[str] = field(default_factory=list)
     error: str | None = None
@@ -43,6 +47,7 @@ class DestPrune:
             "remove": self.remove,
             "reasons": self.reasons,
             "skipped": self.skipped,
+            "damaged": self.damaged,
             "leftovers_removed": self.leftovers,
             "uploads_aborted": self.aborted_uploads,
         }
@@ -86,14 +91,15 @@ def policy_for(config: DestConfig) -> retention.Policy:
     return retention.DEFAULT_POLICIES.get(config.kind, retention.DEFAULT_POLICIES["local"])
 
 
-def _times(snapshot_ids: list[str]) -> dict[datetime, str]:
-    """One distinct instant per id (ids of the same second get microsecond offsets, oldest id first)."""
+def _times(infos: list[SnapshotInfo]) -> dict[datetime, str]:
+    """One distinct instant per snapshot: its full start time (identical times get microsecond offsets,
+    in the one snapshot order)."""
     by_time: dict[datetime, str] = {}
-    for snapshot_id in sorted(snapshot_ids):
-        time = snapshot_time(snapshot_id)
+    for info in sorted(infos, key=lambda i: i.order):
+        time = info.time
         while time in by_time:
             time += timedelta(microseconds=1)
-        by_time[time] = snapshot_id
+        by_time[time] = info.snapshot_id
     return by_time
 
 
@@ -102,7 +108,8 @@ def plan_destination(
 ) -> DestPrune:
     policy = policy_for(config)
     result = DestPrune(dest.name, policy.describe())
-    by_time = _times(dest.snapshot_ids())
+    found = dest.snapshots()
+    by_time = _times([info for info in found if info.complete])
     decided = retention.plan(list(by_time), policy, now=now)
     for kept in decided.keep:
         snapshot_id = by_time[kept.time]
@@ -125,6 +132,10 @@ def plan_destination(
             result.reasons[snapshot_id] = ["not kept by the policy " + policy.describe()]
     result.keep.sort()
     result.remove.sort()
+    for info in found:
+        if not info.complete:
+            result.damaged[info.snapshot_id] = str(info.problem)
+            result.reasons[info.snapshot_id] = [f"not complete, never pruned: {info.problem}"]
     for snapshot_id in dest.incomplete_ids():
         result.reasons.setdefault(snapshot_id, []).append("incomplete (never pruned as a snapshot)")
     return result

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from drgui.core import pgtools, scratch
-from drgui.core.destinations.base import Destination
+from drgui.core.destinations.base import Destination, latest_complete
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
 from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
 from drgui.core.pipeline import read_part
@@ -68,24 +68,47 @@ class RestoreResult:
         }
 
 
-def resolve_snapshot(dest: Destination, wanted: str | None) -> str:
-    ids = dest.snapshot_ids()
-    if not ids:
+def resolve_snapshot(
+    dest: Destination, wanted: str | None, source: str | None = None, *, complete: bool = False
+) -> str:
+    """The snapshot id meant by `wanted` ('latest' or empty: the newest complete one by start time, holding
+    `source` when given; otherwise an id or a unique prefix of one this destination holds). An explicit
+    id that is not complete is returned so verify and drill can say what is wrong with it, unless
+    `complete` is asked for (restore): then it is refused with the reason."""
+    found = dest.snapshots()
+    if wanted in (None, "", "latest"):
+        newest = latest_complete(found, source)
+        if newest is not None:
+            return newest.snapshot_id
+        newest_any = latest_complete(found)
+        if source is not None and newest_any is not None:
+            if not any(source in info.source_names for info in found):
+                raise UsageError(
+                    f"No snapshot on destination '{dest.name}' has a source named '{source}'.",
+                    hint=f"The latest holds: {', '.join(newest_any.source_names)}.",
+                )
+            raise OperationFailed(
+                f"No complete snapshot on destination '{dest.name}' holds source '{source}'.",
+                hint="Back it up with `drgui backup`, or pick another destination with --dest.",
+            )
         raise OperationFailed(
             f"Destination '{dest.name}' holds no complete snapshot.",
             hint="Run `drgui backup` first, or pick another destination with --dest.",
         )
-    if wanted in (None, "", "latest"):
-        return ids[-1]
-    if wanted not in ids:
-        matches = [i for i in ids if i.startswith(wanted)]  # type: ignore[arg-type]
-        if len(matches) == 1:
-            return matches[0]
+    ids = [info.snapshot_id for info in found]
+    matches = [wanted] if wanted in ids else [i for i in ids if i.startswith(wanted)]  # type: ignore[arg-type]
+    if len(matches) != 1:
         raise UsageError(
             f"Snapshot {wanted} is not on destination '{dest.name}'.",
             hint="List them with `drgui snapshots`.",
         )
-    return wanted  # type: ignore[return-value]
+    info = next(i for i in found if i.snapshot_id == matches[0])
+    if complete and not info.complete:
+        raise OperationFailed(
+            f"Snapshot {info.snapshot_id} on destination '{dest.name}' is not complete: {info.problem}.",
+            hint="Nothing was restored. Pick another snapshot (`drgui snapshots`) or destination (--dest).",
+        )
+    return info.snapshot_id
 
 
 def source_entry(manifest: dict[str, Any], source_name: str) -> dict[str, Any]:
@@ -612,7 +635,7 @@ def restore(
     to_prefix: str = "",
 ) -> RestoreResult:
     dest = ws.destination(dest_name) if dest_name else ws.default_read_destination()
-    snapshot_id = resolve_snapshot(dest, snapshot)
+    snapshot_id = resolve_snapshot(dest, snapshot, source_name, complete=True)
     identity = ws.identity()
     manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
     entry = source_entry(manifest, source_name)

@@ -1,10 +1,12 @@
 """Snapshot format version 1: ids, the plaintext index and the encrypted manifest.
 
-<dest root>/identity.age
-<dest root>/snapshots/<id>/index.json       plaintext, no secrets, self-checking
-<dest root>/snapshots/<id>/manifest.age     encrypted JSON manifest
-<dest root>/snapshots/<id>/parts/<source>/<part>.age
-See docs/snapshot-format.md.
+Every plan's data at a destination lives under its own scope, `<dest root>/<plan id>/`:
+<dest root>/<plan id>/identity.age
+<dest root>/<plan id>/snapshots/<id>/index.json       plaintext, no secrets, self-checking
+<dest root>/<plan id>/snapshots/<id>/manifest.age     encrypted JSON manifest
+<dest root>/<plan id>/snapshots/<id>/parts/<source>/<part>.age
+Older versions wrote `<dest root>/identity.age` and `<dest root>/snapshots/<id>/` (the legacy layout,
+still read; a legacy snapshot belongs to the plan its index.json names). See docs/snapshot-format.md.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ def new_snapshot_id(start: datetime) -> str:
 
 def snapshot_time(snapshot_id: str) -> datetime:
     return datetime.strptime(snapshot_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def start_time(time: str, snapshot_id: str) -> datetime:
+    """A snapshot's start: the index's full ISO time (sub-second), or the id's second when unreadable."""
+    try:
+        parsed = datetime.fromisoformat(time)
+    except (TypeError, ValueError):
+        return snapshot_time(snapshot_id)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def order_key(time: str, snapshot_id: str) -> tuple[datetime, str]:
+    """The one ordering of snapshots: start time, then the id (ids have only second resolution)."""
+    return start_time(time, snapshot_id), snapshot_id
 
 
 def is_snapshot_id(name: str) -> bool:

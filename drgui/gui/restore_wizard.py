@@ -109,7 +109,7 @@ class SnapshotPage(QWizardPage):
         self.snapshots.clear()
         name = self.destination.currentData()
         try:
-            rows = catalog.list_snapshots(self.ws, name) if name else []
+            rows = [r for r in catalog.list_snapshots(self.ws, name) if r["complete"]] if name else []
         except DrguiError:
             rows = []
         for number, row in enumerate(reversed(rows)):

@@ -53,9 +53,11 @@ RESTORE_WITH_DRGUI = [
 
 RESTORE_BY_HAND = [
     "Only stock tools are needed: age, zstd, pg_restore, tar, git (docs/restore-by-hand.md has every step).",
-    "Save the armored block of this kit as identity.age (or take identity.age from the root of any destination).",
+    "Save the armored block of this kit as identity.age (or take PLAN_ID/identity.age from any destination;"
+    " older drgui versions kept it at the destination's root).",
     "Unwrap the private key with the passphrase: `age -d -o key.txt identity.age` (keep key.txt private; delete it after).",
-    "Download one snapshot directory: snapshots/<id>/ (S3: `aws s3 cp --recursive s3://BUCKET/PREFIX/snapshots/<id> .`).",
+    "Download one snapshot directory: PLAN_ID/snapshots/<id>/ (S3: `aws s3 cp --recursive"
+    " s3://BUCKET/PREFIX/PLAN_ID/snapshots/<id> .`; older snapshots may sit at snapshots/<id>/ without PLAN_ID/).",
     "Database: `age -d -i key.txt parts/DB/db.dump.zst.age | zstd -d > db.dump`, then"
     " `createdb app_restore && pg_restore -d app_restore --no-owner db.dump`"
     " (roles: `age -d -i key.txt parts/DB/globals.sql.zst.age | zstd -d | psql`).",
@@ -72,12 +74,12 @@ def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in settings.items() if isinstance(v, bool) or not _SECRET_NAME.search(k)}
 
 
-def _locations(config: DestConfig) -> dict[str, Any]:
-    """Where a destination's snapshots live, in words a person can act on without drgui."""
+def _locations(config: DestConfig, plan_id: str) -> dict[str, Any]:
+    """Where a destination's snapshots live (the plan's scope), in words a person can act on without drgui."""
     settings = config.settings
     if config.kind == "s3":
         prefix = str(settings.get("prefix", "")).strip("/")
-        where = f"s3://{settings.get('bucket', '?')}/{prefix + '/' if prefix else ''}snapshots/"
+        where = f"s3://{settings.get('bucket', '?')}/{prefix + '/' if prefix else ''}{plan_id}/snapshots/"
         extra = []
         if settings.get("endpoint_url"):
             extra.append(f"endpoint {settings['endpoint_url']}")
@@ -90,7 +92,10 @@ def _locations(config: DestConfig) -> dict[str, Any]:
             "where": f"removable drive {label}, filesystem UUID {settings.get('uuid', '?')}",
             "detail": f"last mounted at {settings['path']}" if settings.get("path") else "",
         }
-    return {"where": f"{settings.get('path', '?')}/snapshots/", "detail": "a directory on the old machine"}
+    return {
+        "where": f"{settings.get('path', '?')}/{plan_id}/snapshots/",
+        "detail": "a directory on the old machine",
+    }
 
 
 def build_kit(ws: Workspace) -> dict[str, Any]:
@@ -100,13 +105,13 @@ def build_kit(ws: Workspace) -> dict[str, Any]:
     if not wrapped.exists():
         raise UsageError(
             f"{wrapped} is missing, so the kit would hold no key.",
-            hint="Copy identity.age from the root of any destination into the home.",
+            hint=f"Copy {plan.plan_id}/identity.age from any destination into the home.",
         )
     destinations = []
     snapshots_by_dest: dict[str, list[str]] = {}
     try:
         for row in list_snapshots(ws):
-            for name in row["destinations"]:
+            for name in row["destinations"] if row["complete"] else []:
                 snapshots_by_dest.setdefault(name, []).append(row["id"])
     except DrguiError:
         pass  # an unreachable destination must not stop the kit: the locations are what matters
@@ -117,7 +122,7 @@ def build_kit(ws: Workspace) -> dict[str, Any]:
                 "kind": dest.kind,
                 "settings": _public_settings(dest.settings),
                 "retention": dict(dest.retention),
-                **_locations(dest),
+                **_locations(dest, plan.plan_id),
                 "snapshots": snapshots_by_dest.get(dest.name, []),
             }
         )
@@ -232,7 +237,7 @@ get them from the provider's console.</p>
 <tr><th align="left">Destination</th><th align="left">Location</th><th align="left">Snapshots</th></tr>
 {"".join(rows) or "<tr><td colspan='3'>No destination configured.</td></tr>"}
 </table>
-<p>Each destination also holds identity.age at its root (the same encrypted key).</p>
+<p>Each destination also holds it as {e(plan["id"])}/identity.age (the same encrypted key).</p>
 <h2 style="font-size: 12pt;">What is backed up</h2>
 <ul>{sources or "<li>none</li>"}</ul>
 <h2 style="font-size: 12pt;">Restore with drgui</h2>

@@ -79,8 +79,8 @@ def test_second_click_while_running_does_not_start_another(qtbot, gui_app) -> No
 
 
 def _snapshot_dirs(dest: Path) -> list[Path]:
-    root = dest / "snapshots"
-    return sorted(root.iterdir()) if root.is_dir() else []
+    roots = list(dest.glob("*/snapshots"))  # the plan's scope: <dest>/<plan id>/snapshots
+    return sorted(roots[0].iterdir()) if roots else []
 
 
 def test_cancel_mid_backup_leaves_no_snapshot_and_no_partial(qtbot, gui_app, tmp_path: Path) -> None:

@@ -209,7 +209,7 @@ def test_first_run_wizard_creates_plan_source_destination_and_backup(qtbot, tmp_
         wizard.next()
     wizard.backup_page.button.click()
     qtbot.waitUntil(lambda: "First snapshot" in wizard.backup_page.status.text(), timeout=60_000)
-    assert list((tmp_path / "backups" / "snapshots").iterdir())
+    assert list((tmp_path / "backups").glob("*/snapshots/*"))  # under the plan's scope
     assert wizard.findChild(QPushButton, "wizardBackupButton") is not None
 
 

@@ -100,6 +100,11 @@ class DriveDestination(LocalDestination):
     def root(self) -> Path:  # type: ignore[override]
         return self.mount_point() / DRIVE_DIR / self.plan_id
 
+    @property
+    def base_root(self) -> Path:  # type: ignore[override]
+        """A drive's folder is already the plan's own (`drgui/<plan id>/`): no further scope, no legacy layout."""
+        return self.root
+
     def available(self) -> bool:
         """False when unplugged, locked or unmounted: absent drives are normal, not errors."""
         try:

@@ -83,10 +83,18 @@ class LocalDestination(Destination):
     kind = "local"
 
     def __init__(
-        self, config: DestConfig, store: SecretStore | None = None, root: Path | None = None
+        self,
+        config: DestConfig,
+        store: SecretStore | None = None,
+        root: Path | None = None,
+        scope: str = "",
     ) -> None:
-        super().__init__(config, store)
-        self.root = Path(root or config.settings["path"]).expanduser()
+        super().__init__(config, store, scope)
+        self.base_root = Path(root or config.settings["path"]).expanduser()
+        self.root = self.base_root / scope if scope else self.base_root
+
+    def _open_legacy_view(self) -> LocalDestination:
+        return LocalDestination(self.config, self.store, self.base_root)
 
     @classmethod
     def at(cls, root: Path, name: str = "queue") -> LocalDestination:
@@ -97,16 +105,19 @@ class LocalDestination(Destination):
         return self.root / SNAPSHOTS_DIR
 
     def describe(self) -> str:
-        return f"local directory {self.root}"
+        return f"local directory {self.base_root}"
 
     def _path(self, key: str) -> Path:
+        legacy = self._legacy_route(key)
+        if isinstance(legacy, LocalDestination):
+            return legacy._path(key)
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()):
             raise UsageError(f"Key {key!r} leaves the destination root.")
         return path
 
     def available(self) -> bool:
-        return self.root.is_dir()
+        return self.base_root.is_dir()  # the plan's scope inside it is created by the first write
 
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
@@ -141,10 +152,15 @@ class LocalDestination(Destination):
             yield handle
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        base = self.root
-        if not base.is_dir():
+        legacy = self._legacy_route(prefix)
+        if legacy is not None:
+            yield from legacy.list(prefix)
             return
-        for directory, _dirs, files in os.walk(base):
+        base = self.root
+        start = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base  # walk only what can match
+        if not start.is_dir():
+            return
+        for directory, _dirs, files in os.walk(start):
             for filename in files:
                 path = Path(directory) / filename
                 key = path.relative_to(base).as_posix()
@@ -160,6 +176,10 @@ class LocalDestination(Destination):
         return ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
     def delete(self, key: str) -> None:
+        legacy = self._legacy_route(key)
+        if legacy is not None:
+            legacy.delete(key)
+            return
         path = self._path(key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -183,10 +203,6 @@ class LocalDestination(Destination):
                 if entry.is_dir():
                     yield entry.name
 
-    def snapshot_ids(self) -> list[str]:
-        complete, _ = list_snapshot_dirs(self._dir_names())
-        return [sid for sid in complete if (self.snapshots_dir / sid / INDEX_FILE).exists()]
-
     def incomplete_ids(self) -> list[str]:
         complete, incomplete = list_snapshot_dirs(self._dir_names())
         broken = [sid for sid in complete if not (self.snapshots_dir / sid / INDEX_FILE).exists()]
@@ -199,6 +215,11 @@ class LocalDestination(Destination):
                 shutil.rmtree(path, ignore_errors=True)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        legacy = self._legacy_route(f"{SNAPSHOTS_DIR}/{snapshot_id}")
+        if legacy is not None:
+            legacy.delete_snapshot(snapshot_id)
+            self._forget_legacy(snapshot_id)
+            return
         path = self.snapshots_dir / snapshot_id
         with contextlib.suppress(FileNotFoundError):
             (path / INDEX_FILE).unlink()

@@ -8,15 +8,20 @@ from drgui.core.errors import UsageError
 from drgui.core.secrets import SecretStore
 
 
-def open_destination(config: DestConfig, store: SecretStore | None = None) -> Destination:
+def open_destination(
+    config: DestConfig, store: SecretStore | None = None, plan_id: str | None = None
+) -> Destination:
+    """The destination as one plan sees it: scoped to `<root>/<plan id>/` (the plan id defaults to the
+    store's). A drive's folder is already per plan (`drgui/<plan id>/`), so it gets no further scope."""
+    scope = plan_id if plan_id is not None else (store.plan_id if store is not None else "")
     if config.kind == "local":
         from drgui.core.destinations.local import LocalDestination
 
-        return LocalDestination(config, store)
+        return LocalDestination(config, store, scope=scope)
     if config.kind == "s3":
         from drgui.core.destinations.s3 import S3Destination  # type: ignore[import-not-found]
 
-        return S3Destination(config, store)
+        return S3Destination(config, store, scope=scope)
     if config.kind == "drive":
         from drgui.core.destinations.drive import DriveDestination  # type: ignore[import-not-found]
 

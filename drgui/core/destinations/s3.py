@@ -24,7 +24,7 @@ from drgui.core.destinations.base import Destination, ObjectInfo, SnapshotWriter
 from drgui.core.errors import DestinationError
 from drgui.core.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.secrets import SecretStore
-from drgui.core.snapshot import INDEX_FILE, SNAPSHOTS_DIR, Index, is_snapshot_id, snapshot_prefix
+from drgui.core.snapshot import INDEX_FILE, Index, snapshot_prefix
 
 log = logging.getLogger(__name__)
 
@@ -268,11 +268,14 @@ class _S3SnapshotWriter(SnapshotWriter):
 class S3Destination(Destination):
     kind = "s3"
 
-    def __init__(self, config: DestConfig, store: SecretStore | None = None, client: Any = None) -> None:
-        super().__init__(config, store)
+    def __init__(
+        self, config: DestConfig, store: SecretStore | None = None, client: Any = None, scope: str = ""
+    ) -> None:
+        super().__init__(config, store, scope)
         settings = config.settings
         self.bucket = str(settings["bucket"])
-        self.prefix = str(settings.get("prefix", "")).strip("/")
+        self.base_prefix = str(settings.get("prefix", "")).strip("/")
+        self.prefix = "/".join(part for part in (self.base_prefix, scope) if part)
         self.part_size = int(float(settings.get("part_size_mb", DEFAULT_PART_SIZE_MB)) * MIB)
         self.concurrency = max(1, int(settings.get("concurrency", DEFAULT_CONCURRENCY)))
         self.object_lock_days = int(settings.get("object_lock_days", 0) or 0)
@@ -284,6 +287,9 @@ class S3Destination(Destination):
     def client(self) -> Any:
         return make_client(self.config.settings, self.store, "dest", self.name)
 
+    def _open_legacy_view(self) -> S3Destination:
+        return S3Destination(self.config, self.store, client=self.client)
+
     @property
     def _what(self) -> str:
         return f"S3 destination '{self.name}'"
@@ -292,6 +298,9 @@ class S3Destination(Destination):
         return describe_location(self.config.settings)
 
     def _key(self, key: str) -> str:
+        legacy = self._legacy_route(key)
+        if isinstance(legacy, S3Destination):
+            return legacy._key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _relative(self, full_key: str) -> str:
@@ -365,6 +374,10 @@ class S3Destination(Destination):
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        legacy = self._legacy_route(prefix)
+        if legacy is not None:
+            yield from legacy.list(prefix)
+            return
         paginator = self.client.get_paginator("list_objects_v2")
         full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=full))
@@ -453,20 +466,8 @@ class S3Destination(Destination):
     def begin(self, snapshot_id: str) -> SnapshotWriter:
         return _S3SnapshotWriter(self, snapshot_id)
 
-    def _snapshot_files(self) -> dict[str, set[str]]:
-        """snapshot id -> the file names under it (one listing for all snapshots)."""
-        found: dict[str, set[str]] = {}
-        for info in self.list(SNAPSHOTS_DIR + "/"):
-            parts = info.key.split("/", 2)
-            if len(parts) == 3 and is_snapshot_id(parts[1]):
-                found.setdefault(parts[1], set()).add(parts[2])
-        return found
-
-    def snapshot_ids(self) -> list[str]:
-        return sorted(sid for sid, names in self._snapshot_files().items() if INDEX_FILE in names)
-
     def incomplete_ids(self) -> list[str]:
-        return sorted(sid for sid, names in self._snapshot_files().items() if INDEX_FILE not in names)
+        return sorted(sid for sid, names in self._snapshot_sizes().items() if INDEX_FILE not in names)
 
     def remove_incomplete(self, snapshot_id: str) -> None:
         prefix = snapshot_prefix(snapshot_id)
