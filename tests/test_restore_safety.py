@@ -126,7 +126,7 @@ def test_manifest_records_types(new_plan, tmp_path: Path) -> None:
 
 # --- broken snapshots: verify --deep and restore must agree ---------------------------------------------
 def _snapshot_dir(plan: Plan, snapshot_id: str) -> Path:
-    return plan.dest_dir / "snapshots" / snapshot_id
+    return plan.snapshots_root / snapshot_id
 
 
 def _flip_byte(path: Path) -> None:
@@ -437,3 +437,39 @@ def test_overwrite_never_writes_through_a_link_of_the_target(new_plan, tmp_path:
         )
     )
     assert os.readlink(back / "uploads") == str(elsewhere)
+
+
+def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(new_plan, tmp_path: Path) -> None:
+    """`latest` means the newest backup; keep-last 1 keeps that backup and the safety snapshot beside it,
+    and the safety snapshot goes once it is older than its 30 days."""
+    from datetime import UTC, datetime, timedelta
+
+    from drgui.core.config import save
+    from drgui.core.home import Home
+    from drgui.core.prune import prune
+    from drgui.core.workspace import Workspace
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one\n")
+    plan = folder_plan(new_plan, folder)
+    snapshot_id = backup(plan)["snapshot"]
+    (folder / "a.txt").write_text("two\n")
+    report = ok(
+        plan.cli("--json", "restore", snapshot_id, "--source", "files", "--to-dir", str(folder), "--overwrite")
+    ).json()
+    safety = report["safety_snapshot"]
+
+    again = ok(plan.cli("--json", "restore", "latest", "--source", "files", "--to-dir", str(tmp_path / "x")))
+    assert again.json()["snapshot"] == snapshot_id
+    assert ok(plan.cli("--json", "verify", "latest")).json()["snapshot"] == snapshot_id
+    assert ok(plan.cli("--json", "verify", "latest")).json()["ok"]
+
+    ws = Workspace(Home(plan.home))
+    ws.plan.destinations[0].retention = {"last": 1}
+    save(ws.home, ws.plan)
+    ws = Workspace(Home(plan.home))
+    today = prune(ws, dry_run=True).destinations[0]
+    assert sorted(today.keep) == sorted([snapshot_id, safety]) and today.remove == []
+    later = prune(ws, dry_run=True, now=datetime.now(UTC) + timedelta(days=31)).destinations[0]
+    assert later.keep == [snapshot_id] and later.remove == [safety], later.reasons

@@ -19,7 +19,7 @@ from drgui.core.config import DestConfig
 from drgui.core.destinations.base import Destination, SnapshotInfo
 from drgui.core.errors import DestinationError
 from drgui.core.lock import HomeLock
-from drgui.core.snapshot import snapshot_time
+from drgui.core.snapshot import SAFETY_KEEP, SAFETY_PIN_REASON, is_safety_snapshot, snapshot_time
 from drgui.core.workspace import Workspace
 
 LEFTOVER_AGE = timedelta(days=1)
@@ -109,7 +109,9 @@ def plan_destination(
     policy = policy_for(config)
     result = DestPrune(dest.name, policy.describe())
     found = dest.snapshots()
-    by_time = _times([info for info in found if info.complete])
+    complete = [info for info in found if info.complete]
+    backups = [info for info in complete if not is_safety_snapshot(info.source_names)]
+    by_time = _times(backups)
     decided = retention.plan(list(by_time), policy, now=now)
     for kept in decided.keep:
         snapshot_id = by_time[kept.time]
@@ -130,6 +132,9 @@ def plan_destination(
         else:
             result.remove.append(snapshot_id)
             result.reasons[snapshot_id] = ["not kept by the policy " + policy.describe()]
+    for info in complete:
+        if is_safety_snapshot(info.source_names):
+            _plan_safety_snapshot(result, info, pinned, now)
     result.keep.sort()
     result.remove.sort()
     for info in found:
@@ -139,6 +144,28 @@ def plan_destination(
     for snapshot_id in dest.incomplete_ids():
         result.reasons.setdefault(snapshot_id, []).append("incomplete (never pruned as a snapshot)")
     return result
+
+
+def _plan_safety_snapshot(
+    result: DestPrune, info: SnapshotInfo, pinned: dict[str, str], now: datetime
+) -> None:
+    """A pre-restore safety snapshot is outside the policy's buckets (it must not displace the day's real
+    backup): kept SAFETY_KEEP_DAYS after it was taken, longer only when something else pinned it."""
+    until = info.time + SAFETY_KEEP
+    other_pin = pinned.get(info.snapshot_id, "")
+    if other_pin.startswith(SAFETY_PIN_REASON):
+        other_pin = ""
+    if now < until or other_pin:
+        reason = (
+            f"pinned ({other_pin})"
+            if other_pin
+            else f"pre-restore safety snapshot, kept until {until:%Y-%m-%d}"
+        )
+        result.keep.append(info.snapshot_id)
+        result.reasons[info.snapshot_id] = [reason]
+    else:
+        result.remove.append(info.snapshot_id)
+        result.reasons[info.snapshot_id] = [f"pre-restore safety snapshot older than {SAFETY_KEEP.days} days"]
 
 
 def _apply(dest: Destination, result: DestPrune, now: datetime) -> None:

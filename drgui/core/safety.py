@@ -4,7 +4,8 @@ a non-empty directory, that directory is backed up as an ordinary snapshot of on
 
 It goes through the normal snapshot writer, into the plan's first available local destination, or
 into the home's queue when the plan has none (then queued for every destination, so the next backup
-uploads it and the queue copy is only dropped once it is there). It is pinned, so prune keeps it.
+uploads it and the queue copy is only dropped once it is there). Prune keeps it for 30 days (snapshot.SAFETY_KEEP), outside the retention policy's buckets, and
+`latest` never means it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from drgui.core.backup import ensure_identity_file, write_snapshot
 from drgui.core.config import SourceConfig
 from drgui.core.lock import HomeLock
 from drgui.core.progress import CancelToken, Progress, ProgressCallback
+from drgui.core.snapshot import SAFETY_PIN_REASON, SAFETY_PREFIX
 from drgui.core.sources.folder import FolderSource
 from drgui.core.workspace import LOCAL_KINDS, Workspace
-
-SAFETY_PREFIX = "pre-restore-"
-PIN_REASON = "pre-restore safety snapshot of"  # pinned: prune never removes it on its own
 
 
 def safety_source_name(source_name: str) -> str:
@@ -44,10 +43,5 @@ def take_safety_snapshot(
         if not locals_:
             for dest in ws.plan.destinations:
                 ws.history.enqueue(snapshot_id, dest.name, "pre-restore safety snapshot, not copied yet")
-        ws.history.pin(snapshot_id, f"{PIN_REASON} {directory}")
+        ws.history.pin(snapshot_id, f"{SAFETY_PIN_REASON} {directory}")
     return snapshot_id
-
-
-def is_safety_snapshot(source_names: list[str]) -> bool:
-    """A snapshot that holds only pre-restore sources (index.json's `sources` names them, no key needed)."""
-    return bool(source_names) and all(name.startswith(SAFETY_PREFIX) for name in source_names)

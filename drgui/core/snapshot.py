@@ -16,7 +16,7 @@ import json
 import re
 import secrets as _random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drgui import FORMAT_VERSION
@@ -171,6 +171,19 @@ def _canonical(body: dict[str, Any], pretty: bool = False) -> bytes:
     if pretty:
         return json.dumps(body, sort_keys=True, indent=1, ensure_ascii=True).encode()
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+SAFETY_PREFIX = "pre-restore-"  # source names of a pre-restore safety snapshot (core/safety.py)
+SAFETY_PIN_REASON = "pre-restore safety snapshot of"  # its pin in the history
+SAFETY_KEEP = timedelta(days=30)  # how long prune keeps it (it is outside the retention policy's buckets)
+
+
+def is_safety_snapshot(source_names: list[str]) -> bool:
+    """A snapshot that holds only pre-restore sources (index.json's `sources` names them, no key needed).
+
+    It is not a backup: never "latest" for a plain restore, verify or drill, and never in retention's
+    buckets, where it would take the place of the day's real backup."""
+    return bool(source_names) and all(name.startswith(SAFETY_PREFIX) for name in source_names)
 
 
 def snapshot_prefix(snapshot_id: str) -> str:

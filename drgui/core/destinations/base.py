@@ -29,6 +29,7 @@ from drgui.core.snapshot import (
     INDEX_FILE,
     SNAPSHOTS_DIR,
     Index,
+    is_safety_snapshot,
     is_snapshot_id,
     order_key,
     snapshot_prefix,
@@ -78,8 +79,14 @@ def ordered(infos: list[SnapshotInfo]) -> list[SnapshotInfo]:
 
 
 def latest_complete(infos: list[SnapshotInfo], source: str | None = None) -> SnapshotInfo | None:
-    """The newest complete snapshot (holding `source`, when given)."""
-    candidates = [i for i in ordered(infos) if i.complete and (source is None or source in i.source_names)]
+    """The newest complete backup (holding `source`, when given); a pre-restore safety snapshot is
+    chosen only when `source` names one of its sources."""
+    candidates = [
+        i
+        for i in ordered(infos)
+        if i.complete
+        and (source in i.source_names if source is not None else not is_safety_snapshot(i.source_names))
+    ]
     return candidates[-1] if candidates else None
 
 
