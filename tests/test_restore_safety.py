@@ -439,7 +439,9 @@ def test_overwrite_never_writes_through_a_link_of_the_target(new_plan, tmp_path:
     assert os.readlink(back / "uploads") == str(elsewhere)
 
 
-def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(new_plan, tmp_path: Path) -> None:
+def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(
+    new_plan, tmp_path: Path
+) -> None:
     """`latest` means the newest backup; keep-last 1 keeps that backup and the safety snapshot beside it,
     and the safety snapshot goes once it is older than its 30 days."""
     from datetime import UTC, datetime, timedelta
@@ -456,7 +458,9 @@ def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(n
     snapshot_id = backup(plan)["snapshot"]
     (folder / "a.txt").write_text("two\n")
     report = ok(
-        plan.cli("--json", "restore", snapshot_id, "--source", "files", "--to-dir", str(folder), "--overwrite")
+        plan.cli(
+            "--json", "restore", snapshot_id, "--source", "files", "--to-dir", str(folder), "--overwrite"
+        )
     ).json()
     safety = report["safety_snapshot"]
 
@@ -473,3 +477,50 @@ def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(n
     assert sorted(today.keep) == sorted([snapshot_id, safety]) and today.remove == []
     later = prune(ws, dry_run=True, now=datetime.now(UTC) + timedelta(days=31)).destinations[0]
     assert later.keep == [snapshot_id] and later.remove == [safety], later.reasons
+
+
+def test_killed_restore_leaves_no_staging_dir_after_the_next_command(new_plan, tmp_path: Path) -> None:
+    """`kill -9` while a folder is being unpacked beside its target: the next drgui command removes the
+    staging directory (it holds a partial copy of the restored files)."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.engine_fixtures import cli_argv, cli_env
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for number in range(40):  # incompressible, so the restore takes a while
+        (folder / f"blob{number}.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    plan = folder_plan(new_plan, folder)
+    snapshot_id = backup(plan)["snapshot"]
+    target = tmp_path / "restored"
+    scratch_dir = plan.home / "scratch"
+    restore = subprocess.Popen(
+        cli_argv(plan.home, "restore", snapshot_id, "--source", "files", "--to-dir", str(target)),
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        staging: list[Path] = []
+        while time.monotonic() < deadline and restore.poll() is None:
+            staging = list(tmp_path.glob(".restored.drgui-restore-*"))
+            pointers = list(scratch_dir.glob("staging-*/elsewhere")) if scratch_dir.is_dir() else []
+            if staging and pointers and any((s / "tree").exists() for s in staging):
+                break
+            time.sleep(0.01)
+        assert restore.poll() is None, (
+            "the restore finished before it could be killed: make the folder bigger"
+        )
+        os.kill(restore.pid, signal.SIGKILL)
+    finally:
+        restore.kill()
+        restore.wait()
+    assert staging and all(s.exists() for s in staging), "killed: nothing cleaned up yet"
+    assert not target.exists()
+    ok(plan.cli("--json", "snapshots"))
+    assert not any(s.exists() for s in staging), "the next command removes the staging directory"
+    assert not list(scratch_dir.glob("staging-*"))

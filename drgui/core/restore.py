@@ -430,6 +430,7 @@ def restore_folder(
     progress: ProgressCallback = ignore_progress,
     cancel: CancelToken | None = None,
     before_replace: Callable[[], str] | None = None,
+    scratch_dir: Path | None = None,
 ) -> RestoreResult:
     """Restore a folder (or bucket) part into `to_dir` (new, empty, or merged into with --overwrite).
 
@@ -438,7 +439,8 @@ def restore_folder(
     drgui.core.extract); only then are entries moved in. On any problem nothing in `to_dir` changes.
     `before_replace` runs once the checks passed and before anything of a non-empty `to_dir` is replaced
     (the pre-restore safety snapshot); it returns that snapshot's id. Entries of `to_dir` that the
-    snapshot does not hold are kept.
+    snapshot does not hold are kept. With `scratch_dir` (the home's), a staging directory left by a
+    killed restore is removed by the next drgui command.
     """
     cancel = cancel or CancelToken()
     part = _part(entry, "files.tar.zst") or _part(entry, "objects.tar.zst")
@@ -450,7 +452,7 @@ def restore_folder(
     if index_sha256 is None:
         raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
-    with staging_beside(to_dir) as staging:
+    with staging_beside(to_dir, scratch_dir) as staging:
         try:
             report = _unpack(
                 dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
@@ -495,27 +497,30 @@ def _unpack(
 
 
 @contextlib.contextmanager
-def staging_beside(to_dir: Path) -> Iterator[Path]:
+def staging_beside(to_dir: Path, scratch_dir: Path | None = None) -> Iterator[Path]:
     """A private directory on the target's filesystem (`.<name>.drgui-restore-XXXX` in its parent), holding
-    the tree to move in; removed afterwards, with any parent directory created for it on failure."""
+    the tree to move in; removed afterwards, with any parent directory created for it on failure (and,
+    with `scratch_dir`, by the next command's sweep when this process is killed)."""
     created = []
     for parent in reversed([to_dir.parent, *to_dir.parent.parents]):
         if not parent.exists():
             parent.mkdir()
             created.append(parent)
-    holder = Path(tempfile.mkdtemp(prefix=f".{to_dir.name}.drgui-restore-", dir=to_dir.parent))
-    tree = holder / "tree"
-    tree.mkdir()
-    try:
-        yield tree
-    except BaseException:
-        shutil.rmtree(holder, ignore_errors=True)
-        for directory in reversed(created):
-            with contextlib.suppress(OSError):
-                directory.rmdir()
-        raise
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{to_dir.name}{scratch.STAGING_MARK}", dir=to_dir.parent))
+    owned = scratch.owned_elsewhere(scratch_dir, holder) if scratch_dir else contextlib.nullcontext()
+    with owned:
+        tree = holder / "tree"
+        try:
+            tree.mkdir()
+            yield tree
+        except BaseException:
+            shutil.rmtree(holder, ignore_errors=True)
+            for directory in reversed(created):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            raise
+        finally:
+            shutil.rmtree(holder, ignore_errors=True)
 
 
 def move_into(staging: Path, to_dir: Path) -> None:
@@ -694,6 +699,7 @@ def restore(
                 identity=identity,
                 progress=progress,
                 cancel=cancel,
+                scratch_dir=ws.home.scratch_dir,
                 before_replace=lambda: take_safety_snapshot(ws, to_dir, source_name, progress, cancel),
             )
         elif kind == "env":

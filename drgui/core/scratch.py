@@ -22,6 +22,8 @@ from drgui.core.lock import HomeLock, LockHeld
 OWNER_LOCK = "owner.lock"
 PGPASS_PREFIX = "drgui-pgpass-"
 UNLOCKED_AGE_LIMIT = 3600.0
+ELSEWHERE_FILE = "elsewhere"  # in a scratch dir: the path of a directory outside the home it also owns
+STAGING_MARK = ".drgui-restore-"  # in the name of a restore's staging directory beside its target
 
 
 def _remove(path: Path) -> None:
@@ -52,6 +54,25 @@ def private_dir(parent: Path, prefix: str, purpose: str = "scratch") -> Iterator
         _remove(path)
 
 
+@contextlib.contextmanager
+def owned_elsewhere(scratch_parent: Path, path: Path) -> Iterator[None]:
+    """Let the sweep remove `path` (a restore's staging directory beside its target, outside the home)
+    if this process is killed while it exists: a locked scratch dir names it while it is in use."""
+    with private_dir(scratch_parent, "staging-", purpose="restore staging") as holder:
+        (holder / ELSEWHERE_FILE).write_text(str(path), encoding="utf-8")
+        yield
+
+
+def _remove_elsewhere(holder: Path) -> None:
+    """The staging directory a stale scratch dir names; only one of ours (its name says so), never a link."""
+    try:
+        path = Path((holder / ELSEWHERE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return
+    if STAGING_MARK in path.name and path.is_dir() and not path.is_symlink():
+        _remove(path)
+
+
 def _stale(path: Path) -> bool:
     """True when nobody holds the directory's owner lock (its owner has exited)."""
     lock_file = path / OWNER_LOCK
@@ -78,6 +99,7 @@ def sweep_stale(parent: Path, prefix: str = "") -> list[Path]:
         return removed
     for path in candidates:
         if _stale(path):
+            _remove_elsewhere(path)
             _remove(path)
             removed.append(path)
     return removed
