@@ -248,6 +248,11 @@ class DashboardPage(QWidget):
             self.sources_grid.addWidget(QLabel(f"last backup {humanize.ago(source.last_success)}"), row, 3)
             state = QLabel(STATE_WORDS.get(source.rpo_state, source.rpo_state))
             state.setStyleSheet(f"color: {STATE_COLORS.get(source.rpo_state, '#57606a')}; font-weight: 600;")
+            if source.last_error:  # the last backup saved the others but not this one
+                state.setText("Not in the last backup")
+                state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
+                state.setToolTip(source.last_error)
+                state.setObjectName(f"sourceError_{source.name}")
             self.sources_grid.addWidget(state, row, 4)
         self.sources_grid.setColumnStretch(2, 1)
 
@@ -339,7 +344,13 @@ class DashboardPage(QWidget):
     @Slot(object)
     def on_finished(self, result) -> None:
         total = sum(s.bytes for s in result.sources)
-        if result.ok:
+        if result.failed_sources:
+            missing = "; ".join(f"{s.name}: {s.error}" for s in result.failed_sources)
+            self._result(
+                STATE_COLORS["warning"],
+                f"Partial backup: snapshot {result.snapshot_id} holds the other sources, but not {missing}",
+            )
+        elif result.ok:
             self._result(
                 STATE_COLORS["ok"],
                 f"Backed up: snapshot {result.snapshot_id}, {humanize.size(total)} in {humanize.duration(result.seconds)}.",
