@@ -460,3 +460,27 @@ def test_unexpected_error_gives_one_json_document_and_no_traceback(tmp_path: Pat
     assert "DRGUI_DEBUG" in result.stderr
     debug = run_cli(tmp_path / "home", "--json", "status", env={**env, "DRGUI_DEBUG": "1"})
     assert "Traceback" in debug.stderr and debug.json()["kind"] == "InternalError"
+
+
+def test_a_source_missing_from_a_partial_backup_is_stale_not_zero_bytes(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from drgui.core.alerts import compute_alerts
+    from drgui.core.config import Plan as PlanConfig
+    from drgui.core.config import SourceConfig
+
+    now = datetime.now(UTC)
+    plan = PlanConfig("p1", "Acme", "age1x", created=(now - timedelta(days=30)).isoformat())
+    plan.sources = [SourceConfig("db", "postgres"), SourceConfig("files", "folder")]
+    ws = Workspace(Home(tmp_path / "home"), plan)
+    first = ws.history.start_run("backup")
+    ws.history.finish_run(
+        first, "ok", detail={"sources": [{"name": "db", "bytes": 900}, {"name": "files", "bytes": 500}]}
+    )
+    second = ws.history.start_run("backup")
+    failed = {"name": "files", "bytes": 0, "ok": False, "error": "gone"}
+    ws.history.finish_run(
+        second, "partial", detail={"sources": [{"name": "db", "bytes": 1000, "ok": True}, failed]}
+    )
+    assert [a.kind for a in compute_alerts(ws, now)] == []  # files did not "shrink by 100 %"
+    assert [a.source for a in compute_alerts(ws, now + timedelta(days=4))] == ["db", "files"]

@@ -116,7 +116,7 @@ def _process_alive(pid: int) -> bool:
 
 
 class History:
-    """A damaged file (truncated, overwritten) never stops the caller: on first use it is checked, and
+    """A damaged file (truncated, overwritten) never stops the caller: it is checked on first use, and
     when SQLite cannot read it, it is moved aside as `history.sqlite.damaged-<time>` and a new log
     starts with a notice that says so (`notices()`; status and the next backup's result show it)."""
 
@@ -148,8 +148,8 @@ class History:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = self._open()
-        except sqlite3.DatabaseError as error:
-            if self._checked or not _is_damage(error):
+        except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
+            if not _is_damage(error):
                 raise
             self._move_aside(error)
             conn = self._open()

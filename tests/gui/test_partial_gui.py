@@ -38,3 +38,17 @@ def test_dashboard_and_tray_name_the_source_that_was_not_backed_up(qtbot, gui_ap
     assert "partial" in tray.icon.toolTip() and "files" in tray.icon.toolTip()
     assert str(folder) in tray.icon.toolTip()
     assert not tray.icon.icon().isNull()
+
+
+def test_a_damaged_history_is_reported_with_the_backup_result(qtbot, gui_app) -> None:
+    history = gui_app.ws.home.history_path
+    history.write_bytes(b"this is not an sqlite database " * 100)
+    gui_app.start("dashboard")
+    finished = []
+    gui_app.controller.backup_finished.connect(finished.append)
+    with qtbot.waitSignal(gui_app.controller.backup_done, timeout=120_000):
+        qtbot.mouseClick(gui_app.window.findChild(QPushButton, "backupNowButton"), Qt.MouseButton.LeftButton)
+    assert finished and finished[0].ok, finished
+    text = gui_app.window.pages["dashboard"].result_label.text()
+    assert "Backed up" in text and "history file was damaged" in text
+    assert list(history.parent.glob("history.sqlite.damaged-*"))

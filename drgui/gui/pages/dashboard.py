@@ -361,6 +361,8 @@ class DashboardPage(QWidget):
                 STATE_COLORS["warning"],
                 f"Snapshot {result.snapshot_id} saved, but not everywhere: {failed}. It is queued and will be copied on the next run.",
             )
+        if result.warnings:  # about the run itself, e.g. the history file was damaged and replaced
+            self.result_label.setText("\n".join([self.result_label.text(), *result.warnings]))
 
     @Slot(object)
     def on_failed(self, error: DrguiError) -> None:
