@@ -12,6 +12,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -335,6 +336,7 @@ def test_kill_9_during_upload_to_s3_is_retried(
     if retry_with == "run-due":
         assert data["backup"]["due"] is False and data["queue"]["waiting"] == 0, data
     assert snapshot in s3.snapshot_ids()
+    assert s3_bucket.uploads("acme/snapshots/") == []  # the killed upload was aborted, not left to bill
     assert ok(plan.cli("--json", "verify", snapshot, "--dest", "s3", "--deep")).json()["ok"]
 
 
@@ -463,8 +465,6 @@ def test_unexpected_error_gives_one_json_document_and_no_traceback(tmp_path: Pat
 
 
 def test_a_source_missing_from_a_partial_backup_is_stale_not_zero_bytes(tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
     from drgui.core.alerts import compute_alerts
     from drgui.core.config import Plan as PlanConfig
     from drgui.core.config import SourceConfig
@@ -484,3 +484,35 @@ def test_a_source_missing_from_a_partial_backup_is_stale_not_zero_bytes(tmp_path
     )
     assert [a.kind for a in compute_alerts(ws, now)] == []  # files did not "shrink by 100 %"
     assert [a.source for a in compute_alerts(ws, now + timedelta(days=4))] == ["db", "files"]
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_discard_removes_a_whole_or_half_written_part(kind: str, tmp_path: Path, request) -> None:
+    from drgui.core.snapshot import Index, new_snapshot_id
+
+    if kind == "s3":
+        bucket: S3Bucket = request.getfixturevalue("s3_bucket")
+        dest = S3Destination(DestConfig("s3", "s3", bucket.settings(prefix="acme")))
+    else:
+        dest = LocalDestination.at(tmp_path / "dest", "local")
+    snapshot_id = new_snapshot_id(datetime.now(UTC))
+    writer = dest.begin(snapshot_id)
+    with writer.open_part("parts/db/db.dump.zst.age") as out:
+        out.write(b"kept")
+    with writer.open_part("parts/files/files.tar.zst.age") as out:
+        out.write(b"x" * (6 * 1024 * 1024))  # a whole part that is then discarded
+    writer.discard("parts/files/files.tar.zst.age")
+    with pytest.raises(RuntimeError), writer.open_part("parts/repo/repo.bundle.age") as out:
+        out.write(b"half")
+        raise RuntimeError("the source failed mid-stream")
+    writer.discard("parts/repo/repo.bundle.age")
+    writer.discard("parts/never/opened.age")  # nothing to remove: no error
+    index = Index(snapshot_id, "t", "p", [{"name": "db", "kind": "postgres"}], [], {"path": "manifest.age"})
+    writer.commit(index)
+    keys = sorted(info.key for info in dest.list(f"snapshots/{snapshot_id}/"))
+    assert keys == [
+        f"snapshots/{snapshot_id}/index.json",
+        f"snapshots/{snapshot_id}/parts/db/db.dump.zst.age",
+    ]
+    if kind == "s3":
+        assert bucket.uploads() == []

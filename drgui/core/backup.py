@@ -18,7 +18,14 @@ from typing import Any, NoReturn
 import drgui
 from drgui.core.crypto import encrypt_bytes
 from drgui.core.destinations.base import Destination, copy_snapshot
-from drgui.core.errors import Cancelled, DrguiError, OperationFailed, SourceError, UsageError
+from drgui.core.errors import (
+    Cancelled,
+    DestinationError,
+    DrguiError,
+    OperationFailed,
+    SourceError,
+    UsageError,
+)
 from drgui.core.lock import HomeLock
 from drgui.core.notify import backup_finished
 from drgui.core.pipeline import write_part
@@ -161,6 +168,7 @@ def replicate(
         cancel.check()
         ensure_identity_file(ws, target)
         if snapshot_id not in target.snapshot_ids():
+            target.remove_incomplete(snapshot_id)  # what a killed copy left there (parts, an S3 upload)
             copy_snapshot(source, target, snapshot_id, progress=lambda n: (cancel.check(), meter.add(n)))
     except Cancelled:
         ws.history.finish_run(run_id, "cancelled")
@@ -282,7 +290,7 @@ def write_snapshot(
                 entry, source_records, result = _capture_source(
                     ws, source, writer, ws.plan.recipient, cancel, progress
                 )
-            except Cancelled:
+            except (Cancelled, DestinationError):  # the snapshot itself cannot be written: stop
                 raise
             except (DrguiError, OSError) as caught:
                 failures[source.name] = source_failure(source, caught)

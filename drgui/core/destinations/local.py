@@ -82,7 +82,7 @@ class _LocalSnapshotWriter(SnapshotWriter):
         path = self.partial / key
         with translate_os_errors(path, self.dest.name), contextlib.suppress(FileNotFoundError):
             path.unlink()
-        if path.parent != self.partial and not any(path.parent.iterdir()):
+        if path.parent != self.partial and path.parent.is_dir() and not any(path.parent.iterdir()):
             path.parent.rmdir()
             self._dirs.discard(path.parent)
 
