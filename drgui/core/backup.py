@@ -2,7 +2,8 @@
 
 The snapshot is written once, to the first local destination (or to the home's queue when the plan
 has only remote ones), then copied as ciphertext to the others. A destination that fails gets the
-snapshot queued; the next run uploads it before doing anything else.
+snapshot queued; the next run uploads it before doing anything else. A source that cannot be read
+does not stop the others: the snapshot holds the rest and the run is partial (exit 4).
 """
 
 from __future__ import annotations
@@ -83,7 +84,6 @@ class BackupResult:
     destinations: list[DestResult]
     seconds: float
     uploaded_from_queue: list[str] = field(default_factory=list)
-
     warnings: list[str] = field(default_factory=list)  # about the run itself, e.g. a damaged history
 
     @property
