@@ -19,6 +19,9 @@ def run(args, out) -> int:
     result = run_backup(ws, args.source, args.dest, progress=out.progress)
     lines = [f"Snapshot {result.snapshot_id} in {result.seconds:.1f} s"]
     for source in result.sources:
+        if not source.ok:
+            lines.append(f"  source {source.name} ({source.kind}): NOT BACKED UP: {source.error}")
+            continue
         extra = f", {source.tables} tables" if source.tables is not None else ""
         lines.append(f"  source {source.name} ({source.kind}): {human_bytes(source.bytes)}{extra}")
         lines.extend(f"    warning: {w}" for w in source.warnings)
@@ -29,6 +32,7 @@ def run(args, out) -> int:
             else f"FAILED: {dest.error}" + (" (queued for the next run)" if dest.queued else "")
         )
         lines.append(f"  destination {dest.name}: {state}")
+    lines.extend(f"  warning: {w}" for w in result.warnings)
     out.result(result.to_json(), "\n".join(lines))
     if result.ok:
         return EXIT_OK

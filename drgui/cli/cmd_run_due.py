@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from drgui.cli.common import add_command, workspace
 from drgui.core import schedule
-from drgui.core.backup import run_backup
+from drgui.core.backup import retry_queue, run_backup
 from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from drgui.core.lock import LockHeld
 from drgui.core.prune import prune
@@ -56,7 +56,16 @@ def run(args, out) -> int:
         },
     }
     if not due.due:
-        out.result(data, due.reason)
+        human = due.reason
+        if ws.history.queue():  # copies an earlier run owes a destination (failed, or killed mid-copy)
+            try:
+                copied = retry_queue(ws, progress=out.progress)
+            except LockHeld as error:
+                copied, human = [], f"{human} {error.message}"
+            waiting = len(ws.history.queue())
+            data["queue"] = {"copied": copied, "waiting": waiting}
+            human += f" Copied {len(copied)} queued snapshot(s); {waiting} still waiting."
+        out.result(data, human)
         return EXIT_OK
     try:
         result = run_backup(ws)

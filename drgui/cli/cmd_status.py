@@ -26,6 +26,8 @@ def run(args, out) -> int:
     for source in status.sources:
         age = format_duration(source.age_seconds) + " ago" if source.age_seconds is not None else "never"
         lines.append(f"  {source.name:<14} {source.rpo_state:<8} last backup {age}")
+        if source.last_error:
+            lines.append(f"  {'':<14} NOT BACKED UP by the last backup: {source.last_error}")
     lines.append("Destinations:")
     for dest in status.destinations:
         state = "available" if dest.available else "NOT AVAILABLE"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from drgui.core.errors import UsageError
 from drgui.core.home import Home
 from drgui.core.workspace import Workspace
 
@@ -18,3 +19,17 @@ def add_command(
 
 def workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(Home.resolve(args.home))
+
+
+def check_home(explicit: str | None) -> None:
+    """The plan home (--home, $DRGUI_HOME or the default) must be a directory or not exist yet."""
+    home = Home.resolve(explicit).path
+    for path in (home, *home.parents):
+        if path.exists() and not path.is_dir():
+            raise UsageError(
+                f"The plan home {home} is not a directory"
+                + (f": {path} is a file." if path != home else " (it is a file)."),
+                hint="Pass --home with a directory (a new one for `drgui init`), or set DRGUI_HOME to one.",
+            )
+        if path.exists():
+            return

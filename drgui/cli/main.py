@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 import drgui
+from drgui.cli.common import check_home
 from drgui.cli.output import Output
-from drgui.core.errors import EXIT_USAGE, DrguiError
+from drgui.core.errors import EXIT_FAILED, EXIT_USAGE, DrguiError
 from drgui.core.scratch import sweep_at_start
 from drgui.core.secrets import redact
+
+DEBUG_ENV = "DRGUI_DEBUG"
 
 COMMAND_MODULES = (
     "init",
@@ -101,14 +106,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(args.json)
     sweep_at_start(args.home)  # decrypted dumps and pgpass files a killed drgui left behind
     try:
-        return int(args.handler(args, out) or 0)
+        check_home(args.home)
+        code = int(args.handler(args, out) or 0)
+        sys.stdout.flush()
+        return code
     except DrguiError as error:
-        out.result({"ok": False, **error.to_json()})
-        print(redact(f"drgui: {error}"), file=sys.stderr)
-        return error.exit_code
+        return _report(out, error.to_json(), redact(f"drgui: {error}"), error.exit_code)
     except KeyboardInterrupt:
         print("drgui: interrupted; nothing half-written was kept.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
+    except Exception as error:  # the last line of defence: one short message, never a traceback
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        message = f"unexpected {type(error).__name__}: {redact(str(error))[:300]}"
+        text = f"drgui: {message}\n  Fix: please report this; set {DEBUG_ENV}=1 to see the details."
+        return _report(out, {"error": message, "hint": None, "kind": "InternalError"}, text, EXIT_FAILED)
+
+
+def _report(out: Output, data: dict[str, object], text: str, code: int) -> int:
+    """The error as the one JSON document (unless one was printed already) and as text on stderr."""
+    try:
+        if not out.printed:
+            out.result({"ok": False, **data})
+        print(text, file=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+def _stdout_closed() -> int:
+    """The reader went away (`drgui history | head`): quietly, as Python's documentation recommends, point
+    stdout at devnull so the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

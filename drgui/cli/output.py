@@ -25,6 +25,7 @@ class Output:
     def __init__(self, json_mode: bool) -> None:
         self.json_mode = json_mode
         self._progress_line = False
+        self.printed = False  # the one JSON document is out (an error after it must not add a second)
 
     def info(self, text: str) -> None:
         """Human text for the user: stderr in --json mode, stdout otherwise."""
@@ -39,6 +40,7 @@ class Output:
     def result(self, data: Any, human: str | None = None) -> None:
         self._end_progress()
         if self.json_mode:
+            self.printed = True
             print(redact(json.dumps(data, indent=1, sort_keys=True, default=str)), flush=True)
         elif human:
             print(redact(human), flush=True)

@@ -47,11 +47,12 @@ def _time(text: str | None) -> datetime | None:
 
 
 def source_bytes(run: Run) -> dict[str, int]:
-    """Per-source bytes a backup run recorded in its detail (`BackupResult.to_json()`)."""
+    """Per-source bytes a backup run recorded in its detail (`BackupResult.to_json()`); a source that
+    run could not back up (`"ok": false`) is not in it, so it neither counts as a success nor as 0 bytes."""
     return {
         str(s["name"]): int(s.get("bytes", 0))
         for s in run.detail.get("sources", [])
-        if isinstance(s, dict) and "name" in s
+        if isinstance(s, dict) and "name" in s and s.get("ok", True)
     }
 
 

@@ -2,7 +2,8 @@
 
 The snapshot is written once, to the first local destination (or to the home's queue when the plan
 has only remote ones), then copied as ciphertext to the others. A destination that fails gets the
-snapshot queued; the next run uploads it before doing anything else.
+snapshot queued; the next run uploads it before doing anything else. A source that cannot be read
+does not stop the others: the snapshot holds the rest and the run is partial (exit 4).
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import drgui
 from drgui.core.crypto import encrypt_bytes
 from drgui.core.destinations.base import Destination, copy_snapshot
-from drgui.core.errors import Cancelled, DrguiError, OperationFailed, UsageError
+from drgui.core.errors import (
+    Cancelled,
+    DestinationError,
+    DrguiError,
+    OperationFailed,
+    SourceError,
+    UsageError,
+)
 from drgui.core.lock import HomeLock
 from drgui.core.notify import backup_finished
 from drgui.core.pipeline import write_part
@@ -36,13 +44,20 @@ class SourceResult:
     bytes: int = 0
     tables: int | None = None
     warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # set when this source could not be backed up (the others were)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "bytes": self.bytes}
+        data: dict[str, Any] = {"name": self.name, "kind": self.kind, "bytes": self.bytes, "ok": self.ok}
         if self.tables is not None:
             data["tables"] = self.tables
         if self.warnings:
             data["warnings"] = self.warnings
+        if self.error:
+            data["error"] = self.error
         return data
 
 
@@ -69,14 +84,26 @@ class BackupResult:
     destinations: list[DestResult]
     seconds: float
     uploaded_from_queue: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the run itself, e.g. a damaged history
+
+    @property
+    def failed_sources(self) -> list[SourceResult]:
+        return [s for s in self.sources if not s.ok]
 
     @property
     def ok(self) -> bool:
-        return all(d.ok for d in self.destinations)
+        return all(d.ok for d in self.destinations) and not self.failed_sources
 
     @property
     def partial(self) -> bool:
+        """The snapshot is complete somewhere, but a source or a destination is missing from it."""
         return any(d.ok for d in self.destinations) and not self.ok
+
+    def problems(self) -> list[str]:
+        """One line per failed source and destination (history detail, notifications)."""
+        return [f"source {s.name}: {s.error}" for s in self.failed_sources] + [
+            f"{d.name}: {d.error}" for d in self.destinations if d.error
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +114,7 @@ class BackupResult:
             "destinations": [d.to_json() for d in self.destinations],
             "seconds": round(self.seconds, 3),
             "uploaded_from_queue": self.uploaded_from_queue,
+            "warnings": self.warnings,
         }
 
 
@@ -120,6 +148,9 @@ def find_local_copy(ws: Workspace, snapshot_id: str) -> Destination | None:
     return None
 
 
+COPY_PENDING = "the copy did not finish (interrupted); the next backup or run-due copies it"
+
+
 def replicate(
     ws: Workspace,
     source: Destination,
@@ -128,19 +159,23 @@ def replicate(
     progress: ProgressCallback,
     cancel: CancelToken,
 ) -> DestResult:
+    """Copy one snapshot to `target`. The copy is in the queue while it runs (durably, before the first
+    byte), so a run killed mid-copy leaves an entry that the next backup or run-due retries."""
+    ws.history.enqueue(snapshot_id, target.name, COPY_PENDING)
     run_id = ws.history.start_run("upload", target=target.name, snapshot_id=snapshot_id)
     meter = RateMeter(progress, "upload", target.name)
     try:
         cancel.check()
         ensure_identity_file(ws, target)
         if snapshot_id not in target.snapshot_ids():
+            target.remove_incomplete(snapshot_id)  # what a killed copy left there (parts, an S3 upload)
             copy_snapshot(source, target, snapshot_id, progress=lambda n: (cancel.check(), meter.add(n)))
     except Cancelled:
         ws.history.finish_run(run_id, "cancelled")
         raise
     except DrguiError as error:
         message = redact(error.message)
-        ws.history.enqueue(snapshot_id, target.name, message)
+        ws.history.enqueue(snapshot_id, target.name, message, attempt=False)
         ws.history.finish_run(run_id, "failed", detail={"error": message})
         return DestResult(target.name, False, message, queued=True)
     ws.history.dequeue(snapshot_id, target.name)
@@ -180,20 +215,28 @@ def _drop_uploaded_queue_copies(ws: Workspace) -> None:
 def _capture_source(
     ws: Workspace, source: Source, writer, recipient: str, cancel: CancelToken, progress: ProgressCallback
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
+    """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
     ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel)
     records: list[PartRecord] = []
+    opened: list[str] = []
     meter = RateMeter(progress, "backup", source.name)
     progress(Progress("backup", source.name, f"Backing up {source.describe()}"))
-    parts = source.capture(ctx)
     try:
-        for part in parts:
-            record = PartRecord(source.name, part.name, part.compressed)
-            with writer.open_part(record.key) as out:
-                write_part(record, part.stream, out, recipient, cancel, meter)
-            records.append(record)
-    finally:
-        parts.close()
-    cancel.check()
+        parts = source.capture(ctx)
+        try:
+            for part in parts:
+                record = PartRecord(source.name, part.name, part.compressed)
+                opened.append(record.key)
+                with writer.open_part(record.key) as out:
+                    write_part(record, part.stream, out, recipient, cancel, meter)
+                records.append(record)
+        finally:
+            parts.close()
+        cancel.check()
+    except BaseException:
+        for key in opened:
+            writer.discard(key)
+        raise
     entry = {
         "name": source.name,
         "kind": source.kind,
@@ -219,21 +262,54 @@ def write_snapshot(
     progress: ProgressCallback,
     cancel: CancelToken,
 ) -> tuple[str, list[SourceResult]]:
+    """One snapshot of every source that can be read; the others are in the results with their error.
+    When none can be read nothing is written and the (first) error is raised."""
     started = datetime.now(UTC)
     snapshot_id = new_snapshot_id(started)
+    failures: dict[str, DrguiError] = {}
+    ready = []
+    for source in sources:  # preflight first: nothing is written when no source is reachable
+        progress(Progress("backup", source.name, f"Checking {source.describe()}"))
+        try:
+            source.preflight()
+        except Cancelled:
+            raise
+        except (DrguiError, OSError) as caught:
+            failures[source.name] = source_failure(source, caught)
+            continue
+        ready.append(source)
+    if not ready:
+        _raise_all_failed(list(failures.values()))
     ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
     writer = primary.begin(snapshot_id)
     try:
-        entries, records, results = [], [], []
-        for source in sources:
-            entry, source_records, result = _capture_source(
-                ws, source, writer, ws.plan.recipient, cancel, progress
-            )
+        entries, records = [], []
+        captured: dict[str, SourceResult] = {}
+        for source in ready:
+            try:
+                entry, source_records, result = _capture_source(
+                    ws, source, writer, ws.plan.recipient, cancel, progress
+                )
+            except (Cancelled, DestinationError):  # the snapshot itself cannot be written: stop
+                raise
+            except (DrguiError, OSError) as caught:
+                failures[source.name] = source_failure(source, caught)
+                continue
             entries.append(entry)
             records.extend(source_records)
-            results.append(result)
+            captured[source.name] = result
+        if not entries:
+            _raise_all_failed(list(failures.values()))
+        results = [
+            captured.get(s.name) or SourceResult(s.name, s.kind, error=redact(failures[s.name].message))
+            for s in sources
+        ]
+        for result in results:
+            if not result.ok:
+                progress(Progress("backup", result.name, f"failed: {result.error}"))
+        failed = [{"name": r.name, "kind": r.kind} for r in results if not r.ok]
         ended = datetime.now(UTC)
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": drgui.FORMAT_VERSION,
             "plan": {"id": ws.plan.plan_id, "name": ws.plan.name},
             "snapshot": snapshot_id,
@@ -242,6 +318,10 @@ def write_snapshot(
             "drgui_version": drgui.__version__,
             "sources": entries,
         }
+        if failed:
+            manifest["failed_sources"] = [
+                {"name": r.name, "kind": r.kind, "error": r.error} for r in results if not r.ok
+            ]
         manifest_cipher = encrypt_bytes(json.dumps(manifest, sort_keys=True).encode(), ws.plan.recipient)
         with writer.open_part(MANIFEST_FILE) as out:
             out.write(manifest_cipher)
@@ -251,13 +331,14 @@ def write_snapshot(
             end_time=ended.isoformat(),
             plan_id=ws.plan.plan_id,
             drgui_version=drgui.__version__,
-            sources=[{"name": s.name, "kind": s.kind} for s in sources],
+            sources=[{"name": e["name"], "kind": e["kind"]} for e in entries],
             parts=[r.to_index() for r in records],
             manifest={
                 "path": MANIFEST_FILE,
                 "size": len(manifest_cipher),
                 "sha256": hashlib.sha256(manifest_cipher).hexdigest(),
             },
+            extra={"failed_sources": failed} if failed else {},
         )
         cancel.check()
         writer.commit(index)
@@ -265,6 +346,27 @@ def write_snapshot(
         writer.abort()
         raise
     return snapshot_id, results
+
+
+def source_failure(source: Source, error: DrguiError | OSError) -> DrguiError:
+    """A source's failure as a DrguiError that names the source (OSError has no user-facing message)."""
+    if isinstance(error, DrguiError):
+        if source.name not in error.message:
+            return type(error)(f"{source.kind} source '{source.name}': {error.message}", error.hint)
+        return error
+    where = f" ({error.filename})" if error.filename else ""
+    return SourceError(
+        f"{source.kind.capitalize()} source '{source.name}': {error.strerror or error}{where}.",
+        hint="Fix the source (path, permissions) or remove it with `drgui source remove`.",
+    )
+
+
+def _raise_all_failed(errors: list[DrguiError]) -> NoReturn:
+    """No source could be read: one source's own error (its exit code too), or all of them."""
+    if len(errors) == 1:
+        raise errors[0]
+    lines = "; ".join(redact(error.message) for error in errors)
+    raise OperationFailed(f"No source could be backed up: {lines}", hint=errors[0].hint)
 
 
 def refuse_sources_missing_secrets(sources: list[Source]) -> None:
@@ -298,13 +400,11 @@ def run_backup(
     dests = ws.destinations(dest_names)
     with HomeLock(ws.home.lock_path, "backup"):
         ws.history.mark_interrupted()
+        warnings = list(ws.history.notices().values())
         cleanup_leftovers(ws)
         run_id = ws.history.start_run("backup")
         try:
             uploaded = flush_queue(ws, progress, cancel)
-            progress(Progress("backup", None, "Checking sources"))
-            for source in sources:
-                source.preflight()
             locals_ = [d for d in _local_destinations(dests) if d.available()]
             primary = locals_[0] if locals_ else ws.queue_destination()
             if primary in dests:
@@ -331,9 +431,29 @@ def run_backup(
             backup_finished(ws, "failed", redact(error.message))
             shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
             raise
-        result = BackupResult(snapshot_id, source_results, dest_results, time.monotonic() - started, uploaded)
+        result = BackupResult(
+            snapshot_id, source_results, dest_results, time.monotonic() - started, uploaded, warnings
+        )
         status = "ok" if result.ok else ("partial" if result.partial else "failed")
-        ws.history.finish_run(run_id, status, snapshot_id=snapshot_id, detail=result.to_json())
-        backup_finished(ws, status, "; ".join(f"{d.name}: {d.error}" for d in dest_results if d.error))
+        problems = "; ".join(result.problems())
+        detail = {**result.to_json(), **({"error": problems} if problems else {})}
+        ws.history.finish_run(run_id, status, snapshot_id=snapshot_id, detail=detail)
+        for key in ws.history.notices():
+            ws.history.clear_notice(key)  # told once: in this result
+        backup_finished(ws, status, problems)
         shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
         return result
+
+
+def retry_queue(
+    ws: Workspace, progress: ProgressCallback = ignore_progress, cancel: CancelToken | None = None
+) -> list[str]:
+    """Copy the snapshots still owed to a destination (an earlier copy failed or was killed), under the
+    home lock; `drgui run-due` calls it when no backup is due. Raises LockHeld when the home is busy."""
+    cancel = cancel or CancelToken()
+    if not ws.history.queue():
+        return []
+    with HomeLock(ws.home.lock_path, "upload"):
+        ws.history.mark_interrupted()
+        cleanup_leftovers(ws)
+        return flush_queue(ws, progress, cancel)

@@ -146,6 +146,87 @@ class Plan:
         }
 
 
+_TEXT = (str,)
+_WHOLE = (int,)
+_NUMBER = (int, float)
+_FLAG = (bool,)
+# The type of every setting a kind reads from config.toml (one table for sources and destinations),
+# (postgres connection keys are passed to libpq as text whatever their type),
+# so a hand-edited `path = 42` is refused at load with the key and the fix, not deep inside a backup.
+SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(
+        (
+            "path",
+            "bucket",
+            "prefix",
+            "endpoint_url",
+            "region",
+            "credentials",
+            "profile",
+            "storage_class",
+            "sse",
+            "sse_kms_key_id",
+            "addressing_style",
+            "retry_mode",
+            "object_lock_mode",
+            "uuid",
+            "container_uuid",
+            "label",
+            "encryption",
+            "plan_id",
+        ),
+        _TEXT,
+    ),
+    **dict.fromkeys(("part_size_mb", "concurrency", "max_attempts", "object_lock_days"), _WHOLE),
+    **dict.fromkeys(("connect_timeout", "read_timeout"), _NUMBER),
+    **dict.fromkeys(("compat", "has_password", "allow_unencrypted"), _FLAG),
+}
+_LIST_OF_TEXT = ("exclude", "require", "secrets_missing")
+_COMMANDS = {"source": "source", "destination": "dest"}
+_TYPE_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _type_word(value: Any) -> str:
+    return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list"}.get(
+        type(value), "a table" if isinstance(value, dict) else type(value).__name__
+    )
+
+
+def _check_settings(section: str, entry_name: str, settings: dict[str, Any], where: str) -> None:
+    for key, value in settings.items():
+        expected = SETTING_TYPES.get(key)
+        bad = False
+        if expected is not None:
+            # bool is an int in Python; a flag must be a real bool and a number must not be one
+            bad = not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)
+            wanted = " or ".join(dict.fromkeys(_TYPE_WORDS[t] for t in expected))
+        elif key in _LIST_OF_TEXT:
+            bad = not (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            wanted = 'a list of text, e.g. ["a", "b"]'
+        if bad:
+            example = ' (in quotes, e.g. path = "/srv/backups")' if expected == _TEXT else ""
+            raise UsageError(
+                f"{where}: {section} '{entry_name}' has {key} = {value!r} ({_type_word(value)}); "
+                f"{key} must be {wanted}.",
+                hint=f"Edit {key} of that {section} in {where} to be {wanted}{example}, "
+                f"or remove it and add it again with `drgui {_COMMANDS[section]} add`.",
+            )
+
+
+def _entry(section: str, raw: Any, where: str) -> tuple[str, str, dict[str, Any]]:
+    """(name, kind, the other settings) of one [[sources]] or [[destinations]] table, type-checked."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: an entry of [[{section}s]] is not a table.", hint=f"Fix {where} by hand.")
+    raw = dict(raw)
+    name, kind = raw.pop("name", None), raw.pop("kind", None)
+    if not isinstance(name, str) or not isinstance(kind, str):
+        raise UsageError(
+            f"{where}: a {section} has name = {name!r}, kind = {kind!r}; both must be text.",
+            hint=f'Write name = "..." and kind = "..." for every {section} in {where}.',
+        )
+    return name, kind, raw
+
+
 def _parse_rto(text: str) -> int:
     """Durations are saved as '1d 2h' squashed ('1d2h'); read both forms."""
     total = 0
@@ -156,8 +237,16 @@ def _parse_rto(text: str) -> int:
     return total
 
 
-def plan_from_toml(data: dict[str, Any]) -> Plan:
+def plan_from_toml(data: dict[str, Any], where: str = "config.toml") -> Plan:
     plan = data.get("plan") or {}
+    for table, kind in (("plan", dict), ("schedule", dict), ("drill", dict), ("reminders", dict)):
+        if not isinstance(data.get(table, {}), kind):
+            raise UsageError(f"{where}: [{table}] is not a table.", hint=f"Fix [{table}] in {where} by hand.")
+    for table in ("sources", "destinations", "contacts"):
+        if not isinstance(data.get(table, []), list):
+            raise UsageError(
+                f"{where}: {table} is not a list of tables.", hint=f"Write [[{table}]] tables in {where}."
+            )
     try:
         result = Plan(
             plan_id=str(plan["id"]),
@@ -176,14 +265,19 @@ def plan_from_toml(data: dict[str, Any]) -> Plan:
     result.reminders = dict(data.get("reminders", {}))
     result.contacts = list(data.get("contacts", []))
     for raw in data.get("sources", []):
-        raw = dict(raw)
-        result.sources.append(SourceConfig(name=raw.pop("name"), kind=raw.pop("kind"), settings=raw))
+        name, kind, settings = _entry("source", raw, where)
+        _check_settings("source", name, settings, where)
+        result.sources.append(SourceConfig(name=name, kind=kind, settings=settings))
     for raw in data.get("destinations", []):
-        raw = dict(raw)
-        retention = raw.pop("retention", {})
-        result.destinations.append(
-            DestConfig(name=raw.pop("name"), kind=raw.pop("kind"), settings=raw, retention=retention)
-        )
+        name, kind, settings = _entry("destination", raw, where)
+        retention = settings.pop("retention", {})
+        if not isinstance(retention, dict):
+            raise UsageError(
+                f"{where}: destination '{name}' has retention = {retention!r}; it must be a table.",
+                hint=f"Write [destinations.retention] keys (e.g. daily = 7) in {where}, or remove it.",
+            )
+        _check_settings("destination", name, settings, where)
+        result.destinations.append(DestConfig(name=name, kind=kind, settings=settings, retention=retention))
     return result
 
 
@@ -199,7 +293,17 @@ def load(home: Home) -> Plan:
         raise UsageError(
             f"{home.config_path} is not valid TOML: {error}.", hint="Fix the file by hand."
         ) from None
-    return plan_from_toml(data)
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(
+            f"Cannot read {home.config_path}: {getattr(error, 'strerror', None) or error}.",
+            hint="Check the file and its permissions.",
+        ) from None
+    try:
+        return plan_from_toml(data, str(home.config_path))
+    except (TypeError, ValueError, AttributeError) as error:  # a value of the wrong type somewhere else
+        raise UsageError(
+            f"{home.config_path} holds a value drgui cannot read ({error}).", hint="Fix the file by hand."
+        ) from None
 
 
 def save(home: Home, plan: Plan) -> None:

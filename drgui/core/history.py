@@ -7,6 +7,9 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any
 from drgui.core.fsutil import atomic_writer
 from drgui.core.secrets import redact
 
+log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -27,7 +31,9 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,          -- running, ok, failed, partial, cancelled
     snapshot_id TEXT,
     target TEXT,                   -- source / destination / drive name when the run is about one
-    detail TEXT NOT NULL DEFAULT '{}'
+    detail TEXT NOT NULL DEFAULT '{}',
+    pid INTEGER,                   -- the process running it, so a killed run is seen as interrupted
+    host TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, started);
 CREATE TABLE IF NOT EXISTS events (
@@ -51,7 +57,15 @@ CREATE TABLE IF NOT EXISTS pins (
     reason TEXT NOT NULL,
     since TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS notices (
+    key TEXT PRIMARY KEY,          -- e.g. 'damaged': the previous history was unreadable and moved aside
+    message TEXT NOT NULL,
+    since TEXT NOT NULL
+);
 """
+# Columns added after the first release: (table, column, declaration) for ALTER TABLE.
+ADDED_COLUMNS = (("runs", "pid", "INTEGER"), ("runs", "host", "TEXT"))
+DAMAGED_NOTICE = "damaged"
 
 
 def now_iso() -> str:
@@ -81,27 +95,111 @@ class ChainProblem:
     problem: str
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """PRAGMA quick_check found damage."""
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    """Corrupt or not a database at all; never 'locked' or 'busy', which only mean wait."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, _Damaged) or code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
+
+
 class History:
+    """A damaged file (truncated, overwritten) never stops the caller: it is checked on first use, and
+    when SQLite cannot read it, it is moved aside as `history.sqlite.damaged-<time>` and a new log
+    starts with a notice that says so (`notices()`; status and the next backup's result show it)."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._checked = False
+        self.moved_aside: Path | None = None  # set when this object moved a damaged file aside
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            columns = {(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
+            for table, column, declaration in ADDED_COLUMNS:
+                if column not in columns:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            if not self._checked:
+                problem = conn.execute("PRAGMA quick_check").fetchone()
+                if problem and problem[0] != "ok":
+                    raise _Damaged(f"quick_check: {problem[0]}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = self._open()
+        except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
+            if not _is_damage(error):
+                raise
+            self._move_aside(error)
+            conn = self._open()
+        self._checked = True
+        try:
             yield conn
         finally:
             conn.close()
+
+    def _move_aside(self, error: sqlite3.DatabaseError) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for number in range(2, 1000):  # never replace an earlier damaged copy
+            if not aside.exists():
+                break
+            aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{number}")
+        log.warning("%s is damaged (%s); moved aside as %s", self.path, error, aside.name)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        self.moved_aside = aside
+        message = (
+            f"The history file was damaged and could not be read; it was kept as {aside.name} "
+            "and a new history was started. Backups go on as before."
+        )
+        conn = self._open()
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO notices(key, message, since) VALUES (?, ?, ?)",
+                (DAMAGED_NOTICE, message, now_iso()),
+            )
+        finally:
+            conn.close()
+
+    # --- notices (things the user must be told once) --------------------------------------------
+    def notices(self) -> dict[str, str]:
+        with self._connect() as conn:
+            return dict(conn.execute("SELECT key, message FROM notices ORDER BY since").fetchall())
+
+    def clear_notice(self, key: str) -> None:
+        with self._connect() as conn:
+            conn.execute("DELETE FROM notices WHERE key=?", (key,))
 
     # --- runs ----------------------------------------------------------------------------------
     def start_run(self, kind: str, target: str | None = None, snapshot_id: str | None = None) -> int:
         with self._connect() as conn:
             cursor = conn.execute(
-                "INSERT INTO runs(kind, started, status, target, snapshot_id) VALUES (?, ?, 'running', ?, ?)",
-                (kind, now_iso(), target, snapshot_id),
+                "INSERT INTO runs(kind, started, status, target, snapshot_id, pid, host) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (kind, now_iso(), target, snapshot_id, os.getpid(), socket.gethostname()),
             )
             return int(cursor.lastrowid or 0)
 
@@ -127,6 +225,7 @@ class History:
             )
 
     def runs(self, kind: str | None = None, limit: int = 1000) -> list[Run]:
+        self.mark_dead_runs()
         with self._connect() as conn:
             query = "SELECT id, kind, started, finished, status, snapshot_id, target, detail FROM runs"
             params: tuple[Any, ...] = ()
@@ -150,13 +249,30 @@ class History:
                 "UPDATE runs SET status='interrupted', finished=? WHERE status='running'", (now_iso(),)
             )
 
+    def mark_dead_runs(self) -> None:
+        """Runs 'running' whose process on this machine is gone (killed, crashed) become 'interrupted'."""
+        host = socket.gethostname()
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, pid FROM runs WHERE status='running' AND host=?", (host,)
+            ).fetchall()
+            dead = [run_id for run_id, pid in rows if pid is not None and not _process_alive(int(pid))]
+            for run_id in dead:
+                conn.execute(
+                    "UPDATE runs SET status='interrupted', finished=? WHERE id=? AND status='running'",
+                    (now_iso(), run_id),
+                )
+
     # --- upload queue --------------------------------------------------------------------------
-    def enqueue(self, snapshot_id: str, destination: str, error: str) -> None:
+    def enqueue(self, snapshot_id: str, destination: str, error: str, *, attempt: bool = True) -> None:
+        """Record that `destination` lacks the snapshot; `attempt` counts one more try (False: only the
+        error of the try already counted is updated)."""
+        step = 1 if attempt else 0
         with self._connect() as conn:
             conn.execute(
-                "INSERT INTO queue(snapshot_id, destination, since, attempts, last_error) VALUES (?, ?, ?, 1, ?) "
-                "ON CONFLICT(snapshot_id, destination) DO UPDATE SET attempts=attempts+1, last_error=excluded.last_error",
-                (snapshot_id, destination, now_iso(), redact(error)),
+                "INSERT INTO queue(snapshot_id, destination, since, attempts, last_error) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(snapshot_id, destination) DO UPDATE SET attempts=attempts+?, last_error=excluded.last_error",
+                (snapshot_id, destination, now_iso(), max(step, 1), redact(error), step),
             )
 
     def dequeue(self, snapshot_id: str, destination: str) -> None:

@@ -30,6 +30,7 @@ class SourceStatus:
     last_snapshot: str | None
     age_seconds: float | None
     rpo_state: str  # ok | warning | overdue | never
+    last_error: str | None = None  # why the newest backup that tried this source could not back it up
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Status:
     drive_sync: dict[str, Any] | None
     readiness: int
     reasons: list[str] = field(default_factory=list)
-    state: str = "ok"  # ok | due | running | failed
+    state: str = "ok"  # ok | due | running | partial (a source was not backed up) | failed
+    notices: list[str] = field(default_factory=list)  # told once, e.g. the history was damaged
 
     def to_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -108,9 +110,25 @@ def _source_last_success(backups: list[Run], name: str) -> Run | None:
     for run in backups:
         if run.status not in ("ok", "partial"):
             continue
-        names = [s.get("name") for s in run.detail.get("sources", [])]
+        names = [s.get("name") for s in run.detail.get("sources", []) if s.get("ok", True)]
         if name in names:
             return run
+    return None
+
+
+def failed_sources(run: Run) -> list[dict[str, Any]]:
+    """[{"name", "kind", "error"}] of the sources a backup run could not back up."""
+    return [s for s in run.detail.get("sources", []) if s.get("ok", True) is False]
+
+
+def _source_last_error(backups: list[Run], name: str) -> str | None:
+    """The error of this source in the newest finished backup that tried it (None if it succeeded)."""
+    for run in backups:
+        if run.status not in ("ok", "partial"):
+            continue
+        for entry in run.detail.get("sources", []):
+            if entry.get("name") == name:
+                return None if entry.get("ok", True) else str(entry.get("error") or "not backed up")
     return None
 
 
@@ -136,6 +154,7 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
             state = "warning"
         else:
             state = "ok"
+        last_error = _source_last_error(backups, source.name)
         sources.append(
             SourceStatus(
                 source.name,
@@ -145,8 +164,12 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
                 run.snapshot_id if run else None,
                 age,
                 state,
+                last_error,
             )
         )
+        if last_error:
+            score -= 15
+            reasons.append(f"Source '{source.name}' was not backed up by the last backup: {last_error}")
         if state in ("never", "overdue"):
             score -= 25
             reasons.append(
@@ -199,16 +222,27 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
             "status": run.status,
             "snapshot": run.snapshot_id,
             "error": run.detail.get("error"),
+            "failed_sources": failed_sources(run),
         }
     state = "ok"
     if backups and backups[0].status == "running":
         state = "running"
-    elif backups and backups[0].status in ("failed", "interrupted"):
+    elif backups and backups[0].status == "interrupted":
+        state = "failed"
+        score -= 15
+        reasons.append(
+            "The last backup was interrupted (the program was stopped or killed) before it finished."
+        )
+    elif backups and backups[0].status == "failed":
         state = "failed"
         score -= 15
         reasons.append("The last backup failed.")
+    elif any(s.last_error for s in sources):
+        state = "partial"
     elif any(s.rpo_state in ("overdue", "never") for s in sources):
         state = "due"
+    notices = list(ws.history.notices().values())
+    reasons.extend(notices)
 
     last_drill = None
     drills = ws.history.runs("drill", limit=20)
@@ -271,4 +305,5 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
         max(0, min(100, score)),
         reasons,
         state,
+        notices,
     )

@@ -26,6 +26,7 @@ STATE_TIPS = {
     "due": "drgui: something is due",
     "running": "drgui: backing up…",
     "failed": "drgui: the last backup failed",
+    "partial": "drgui: the last backup was partial",
 }
 
 
@@ -139,7 +140,12 @@ class Tray(QObject):
     def set_state(self, state: str) -> None:
         self.state = state
         self.icon.setIcon(tray_icon(state))
-        self.icon.setToolTip(STATE_TIPS.get(state, "drgui"))
+        tip = STATE_TIPS.get(state, "drgui")
+        status = self.actions.controller.status
+        if state == "partial" and status is not None:
+            missing = [f"{s.name} ({s.last_error})" for s in status.sources if s.last_error]
+            tip += ": not backed up: " + "; ".join(missing)
+        self.icon.setToolTip(tip)
 
     @Slot(object)
     def show_reminder(self, reminder: Reminder) -> None:

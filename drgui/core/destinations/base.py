@@ -140,6 +140,10 @@ class SnapshotWriter(ABC):
     @abstractmethod
     def abort(self) -> None: ...
 
+    @abstractmethod
+    def discard(self, key: str) -> None:
+        """Remove one part (whole or half-written) from this uncommitted snapshot, e.g. of a source that failed."""
+
 
 class Destination(ABC):
     kind: str = ""

@@ -78,6 +78,14 @@ class _LocalSnapshotWriter(SnapshotWriter):
     def abort(self) -> None:
         shutil.rmtree(self.partial, ignore_errors=True)
 
+    def discard(self, key: str) -> None:
+        path = self.partial / key
+        with translate_os_errors(path, self.dest.name), contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if path.parent != self.partial and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+            self._dirs.discard(path.parent)
+
 
 class LocalDestination(Destination):
     kind = "local"

@@ -264,6 +264,12 @@ class _S3SnapshotWriter(SnapshotWriter):
         except DestinationError as error:  # unreachable now: prune removes the leftovers later
             log.warning("could not remove the leftovers of %s: %s", self.snapshot_id, error.message)
 
+    def discard(self, key: str) -> None:
+        """A failed part's multipart upload was aborted by open_write; a completed one is deleted."""
+        full = f"{self.prefix}/{key}"
+        if self.dest.exists(full):
+            self.dest.delete(full)
+
 
 class S3Destination(Destination):
     kind = "s3"

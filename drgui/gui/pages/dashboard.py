@@ -248,6 +248,11 @@ class DashboardPage(QWidget):
             self.sources_grid.addWidget(QLabel(f"last backup {humanize.ago(source.last_success)}"), row, 3)
             state = QLabel(STATE_WORDS.get(source.rpo_state, source.rpo_state))
             state.setStyleSheet(f"color: {STATE_COLORS.get(source.rpo_state, '#57606a')}; font-weight: 600;")
+            if source.last_error:  # the last backup saved the others but not this one
+                state.setText("Not in the last backup")
+                state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
+                state.setToolTip(source.last_error)
+                state.setObjectName(f"sourceError_{source.name}")
             self.sources_grid.addWidget(state, row, 4)
         self.sources_grid.setColumnStretch(2, 1)
 
@@ -339,7 +344,13 @@ class DashboardPage(QWidget):
     @Slot(object)
     def on_finished(self, result) -> None:
         total = sum(s.bytes for s in result.sources)
-        if result.ok:
+        if result.failed_sources:
+            missing = "; ".join(f"{s.name}: {s.error}" for s in result.failed_sources)
+            self._result(
+                STATE_COLORS["warning"],
+                f"Partial backup: snapshot {result.snapshot_id} holds the other sources, but not {missing}",
+            )
+        elif result.ok:
             self._result(
                 STATE_COLORS["ok"],
                 f"Backed up: snapshot {result.snapshot_id}, {humanize.size(total)} in {humanize.duration(result.seconds)}.",
@@ -350,6 +361,8 @@ class DashboardPage(QWidget):
                 STATE_COLORS["warning"],
                 f"Snapshot {result.snapshot_id} saved, but not everywhere: {failed}. It is queued and will be copied on the next run.",
             )
+        if result.warnings:  # about the run itself, e.g. the history file was damaged and replaced
+            self.result_label.setText("\n".join([self.result_label.text(), *result.warnings]))
 
     @Slot(object)
     def on_failed(self, error: DrguiError) -> None:
