@@ -350,11 +350,12 @@ def test_drill_with_a_missing_part_fails_that_check(
     (folder / "a").mkdir(parents=True)
     (folder / "a" / "one.txt").write_text("one\n")
     ok(plan.cli("--json", "source", "add", "files", "folder", "--path", str(folder)))
-    ok(plan.cli("--json", "backup"))
+    snapshot_id = ok(plan.cli("--json", "backup")).json()["snapshot"]
     [missing] = [p for p in plan.dest_dir.rglob(part) if p.parent.name == source]
     missing.unlink()
     private_tmp = {"TMPDIR": str(pg_base_dir)}  # the drill's scratch cluster and pgpass files go there
-    result = plan.cli("--json", "drill", env=private_tmp)
+    # Named: a snapshot with a missing part is incomplete, so it is never "latest".
+    result = plan.cli("--json", "drill", snapshot_id, env=private_tmp)
     assert result.code == 1, str(result)
     drill = one_json(result)
     assert drill["ok"] is False
