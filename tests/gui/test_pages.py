@@ -238,7 +238,8 @@ def test_shutdown_stops_refreshes_and_drops_late_results(qtbot, files_ws) -> Non
     assert app.controller.closed
     assert not app.controller.refresh_timer.isActive()
     assert not app.reminders.timer.isActive()
-    qtbot.wait(200)  # the queued result is delivered now, and dropped
+    # The job's `done` is queued after its result: once the worker has no job, the result was delivered.
+    qtbot.waitUntil(lambda: not app.controller.worker.active, timeout=30_000)
     app.controller.refresh()
     assert not app.controller.worker.active
     assert shown == []
