@@ -99,14 +99,16 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
         self._build_menu()
+        # The status could not be read: the banner says so until a status is read again. A failed backup
+        # is said once, on the dashboard beside "Back up now" (not in the banner too).
         controller.problem.connect(self.show_problem)
-        controller.backup_failed.connect(self.show_problem)
+        controller.status_changed.connect(self._on_status)
 
     def _build_menu(self) -> None:
         app_menu = self.menuBar().addMenu("&drgui")
         backup = QAction("Back up now", self)
         backup.setShortcut(QKeySequence("Ctrl+B"))
-        backup.triggered.connect(self.controller.start_backup)
+        backup.triggered.connect(self.backup_now)
         app_menu.addAction(backup)
         app_menu.addSeparator()
         quit_action = QAction("Quit", self)
@@ -118,6 +120,12 @@ class MainWindow(QMainWindow):
         about.triggered.connect(self.show_about)
         help_menu.addAction(about)
 
+    @Slot()
+    def backup_now(self) -> None:
+        """Ctrl+B: the dashboard shows the progress and the outcome, so show it."""
+        self.show_page("dashboard")
+        self.controller.start_backup()
+
     def show_page(self, name: str) -> None:
         self.sidebar.setCurrentRow(PAGES.index(name))
 
@@ -127,7 +135,11 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def show_problem(self, error: DrguiError) -> None:
-        self.banner.show_message("error", error.message, error.hint)
+        self.banner.show_message("error", error.message, error.hint, topic="status")
+
+    @Slot(object)
+    def _on_status(self, _status) -> None:
+        self.banner.clear_topic("status")
 
     @Slot()
     def show_about(self) -> None:

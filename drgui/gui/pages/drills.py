@@ -20,7 +20,7 @@ from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import heading_row, muted, title
+from drgui.gui.widgets import MessageLine, heading_row, muted, title
 
 
 def checks_text(detail: dict) -> str:
@@ -70,12 +70,19 @@ class DrillsPage(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
-        self.message = muted("")
-        self.message.setObjectName("drillMessage")
+        self.empty_hint = muted("No restore test yet. A backup is only proven by a restore: start one.")
+        self.empty_hint.setObjectName("drillEmptyHint")
+        self.empty_hint.hide()
+        layout.addWidget(self.empty_hint)
+        self.message = MessageLine(controller, "drillMessage")
         layout.addWidget(self.message)
         self.wizard = None
         self.reports: list[Path | None] = []
         controller.status_changed.connect(self.reload)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.reload()  # re-entering the page shows the history as it is now
 
     @Slot()
     def reload(self, _status=None) -> None:
@@ -117,15 +124,15 @@ class DrillsPage(QWidget):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         for column in range(5):
             self.table.resizeColumnToContents(column)
-        if not runs:
-            self.message.setText("No restore test yet. A backup is only proven by a restore: start one.")
+        # derived from the runs shown, set or cleared on every reload (not a message that could go stale)
+        self.empty_hint.setVisible(not runs)
 
     @Slot()
     def start_restore_test(self) -> None:
         try:
             module = importlib.import_module("drgui.gui.restore_wizard")
         except ModuleNotFoundError:
-            self.message.setText(
+            self.message.say(
                 "The guided restore test is not installed in this build. Run `drgui drill` in a terminal: "
                 "it does the same checks and saves the report here."
             )
