@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from PySide6 import QtGui
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
@@ -196,8 +198,17 @@ def heading_row(layout: QVBoxLayout, heading: QLabel, text: str, object_name: st
     return button
 
 
+_BREAK_AFTER = re.compile(r"([/_@])(?=\S)")
+
+
+def breakable(text: str) -> str:
+    """Plain text with a line-break chance after each '/', '_' and '@': a long path or name wraps instead
+    of making the page scroll sideways (Qt breaks lines at spaces). Rich text is left as it is."""
+    return text if QtGui.Qt.mightBeRichText(text) else _BREAK_AFTER.sub("\\1\u200b", text)
+
+
 def muted(text: str = "") -> QLabel:
-    label = QLabel(text)
+    label = QLabel(breakable(text))
     label.setObjectName("muted")
     label.setWordWrap(True)
     return label
@@ -220,6 +231,7 @@ def dot(state: str) -> QLabel:
     label = QLabel("●")
     label.setStyleSheet(f"color: {STATE_COLORS.get(state, '#8c959f')}; font-size: 16px;")
     label.setToolTip(STATE_WORDS.get(state, state))
+    label.setAccessibleName(STATE_WORDS.get(state, state))  # a screen reader says the state, not "●"
     return label
 
 

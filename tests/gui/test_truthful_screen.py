@@ -3,19 +3,42 @@ for durations, sizes and schedules, the restore wizard's steps and bar, fit and 
 
 from __future__ import annotations
 
+import logging
+import subprocess
+from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QLabel
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QApplication,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QWizard,
+)
+from pytestqt.exceptions import TimeoutError as QtTimeout
 
 from drgui.cli.output import human_bytes
 from drgui.core import fmt
+from drgui.core.checklists import run_checklist
 from drgui.core.config import format_duration
+from drgui.core.drill import DrillResult
 from drgui.core.errors import OperationFailed
+from drgui.core.progress import Progress
 from drgui.core.schedule import PRESETS
 from drgui.core.setup import add_destination
 from drgui.gui import humanize
 from drgui.gui.app import App
+from drgui.gui.logfile import log_dir, setup_logging
+from drgui.gui.main_window import MIN_HEIGHT, MIN_WIDTH, PAGES
+from drgui.gui.restore_wizard import STEP_ORDER, RestoreWizard, StepTracker
+from drgui.report.drill_report import render_html, write_pdf
+from tests.gui.test_restore_wizard import drill_ws  # noqa: F401 (a fixture)
+from tests.test_drill import assert_nothing_left, drill_leftovers
 
 
 @pytest.fixture
@@ -166,3 +189,225 @@ def test_snapshot_count_and_verify_outcome_do_not_overwrite_each_other(qtbot, st
     page.show_snapshots([])
     assert "No snapshot here yet" in page.summary.text()
     assert page.message.text().startswith("✓ Snapshot x")
+
+
+# --- the restore wizard -----------------------------------------------------------------------------
+
+# What run_drill reports, in its order, for a plan with two databases and a folder: the scratch server
+# starts in the background before the verification, the restore functions report under "restore"
+# (also while the folder is restored), and the second database repeats restore, rows and schema.
+DRILL_EVENTS = [
+    Progress("snapshot", None, "Choosing the snapshot"),
+    Progress("scratch", None, "Starting a scratch PostgreSQL"),
+    Progress("verify", None, "Verifying"),
+    Progress("verify", "local", "", 500, 1000, 1.0),
+    Progress("restore", "db", "Downloading and decrypting the dump"),
+    Progress("restore", "db", "", 480, 1000, 1.0),
+    Progress("scratch", None, "Scratch server: PostgreSQL 18"),
+    Progress("restore", "db", "pg_restore of db"),
+    Progress("restore", "db", "Running pg_restore"),
+    Progress("restore", "db", "", 180, 1000, 1.0),
+    Progress("rows", "db", "4 tables counted in db"),
+    Progress("schema", "db", "Comparing the schema of db"),
+    Progress("restore", "db2", "pg_restore of db2"),
+    Progress("restore", "db2", "", 100, 1000, 1.0),
+    Progress("rows", "db2", "4 tables counted in db2"),
+    Progress("schema", "db2", "Comparing the schema of db2"),
+    Progress("smoke", None, "Running 1 smoke query"),
+    Progress("files", "files", "Restoring files to a temp folder"),
+    Progress("restore", "files", "", 10, 100, 1.0),
+    Progress("env", "env", "Checking the key names of env"),
+    Progress("targets", None, "Comparing RTO and RPO"),
+    Progress("cleanup", None, "Stopping the scratch PostgreSQL"),
+    Progress("checklist", None, "Evaluating the checklist"),
+]
+
+
+def test_no_later_step_is_ticked_while_an_earlier_one_runs_and_the_bar_never_goes_back() -> None:
+    tracker = StepTracker()
+    percents = []
+    for event in DRILL_EVENTS:
+        tracker.feed(event)
+        percents.append(tracker.percent)
+        current = STEP_ORDER.index(tracker.current)
+        for step in STEP_ORDER[current + 1 :]:
+            assert tracker.symbol(step) != "✔", f"{step} ticked while {tracker.current} runs"
+        for step in STEP_ORDER[:current]:
+            assert tracker.symbol(step) in ("✔", "○"), step
+    assert percents == sorted(percents), percents
+    assert tracker.current == "checklist"
+    # the folder's inner "restore" progress did not send the list back to "Restore the databases"
+    tracker.feed(Progress("restore", "files", "", 50, 100, 1.0))
+    assert tracker.current == "checklist"
+    assert tracker.symbol("report", finished=True) == "✔"
+
+
+def test_the_run_page_shows_percent_and_goes_forward_only(qtbot, files_ws) -> None:
+    wizard = RestoreWizard(files_ws)
+    qtbot.addWidget(wizard)
+    page = wizard.run_page
+    page.reset_steps()
+    values = []
+    for event in DRILL_EVENTS[:10]:
+        page.on_progress(event)
+        values.append(page.bar.value())
+    assert values == sorted(values)
+    assert page.bar.format() == "%p%"
+    texts = [page.steps.item(i).text() for i in range(page.steps.count())]
+    assert texts[STEP_ORDER.index("restore")].startswith("▶")
+    assert all(not t.startswith("✔") for t in texts[STEP_ORDER.index("rows") :])
+
+
+def test_back_is_disabled_while_the_drill_runs_and_cancel_still_cleans_up(qtbot, drill_ws) -> None:  # noqa: F811
+    wizard = RestoreWizard(drill_ws)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    wizard.next()
+    before = drill_leftovers()
+    wizard.next()
+    assert wizard.running
+    assert not wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    qtbot.waitUntil(
+        lambda: wizard.run_page.current in ("scratch", "verify", "restore", "rows"), timeout=120_000
+    )
+    assert not wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    with qtbot.waitSignal(wizard.rejected, timeout=120_000):
+        wizard.reject()
+    assert wizard.run_page.state == "cancelled"
+    assert_nothing_left(drill_ws.home.path, before)
+
+
+# --- fit and finish ---------------------------------------------------------------------------------
+
+
+def test_the_drill_report_pdf_breaks_no_word_in_its_table_cells(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    run = run_checklist(
+        "monthly-restore-test",
+        {"verify_latest_ok": (True, "20261201T214243Z-aaee9df5 verified on local")},
+        now=now,
+    )
+    result = DrillResult(
+        drill_id="drill-20261201T213810Z-3ab40a",
+        plan="Acme",
+        snapshot_id="20261201T213808Z-ff24bc02",
+        destination="local",
+        scratch="embedded PostgreSQL 18",
+        started=now,
+        finished=now,
+        checks=[{"step": "verify", "name": "verify", "ok": True, "detail": "5 files match the index"}],
+        rto_seconds=4,
+        rpo_seconds=3,
+        rto_target=4 * 3600,
+        rpo_target=86400,
+        checklist=run.to_dict(),
+    )
+    pdf = tmp_path / "report.pdf"
+    write_pdf(render_html(result, for_pdf=True), pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
+    words = set(text.stdout.split())
+    # the short columns (State, By, When, Result) keep their words whole ("ope n", "Stat e" before)
+    assert {"State", "open", "done", "(automatic)", "Result", "PASS"} <= words, sorted(words)
+    assert not {"ope", "Stat", "don", "(automa"} & words
+
+
+def test_at_the_minimum_size_nothing_is_cut_off_and_nothing_scrolls_sideways(qtbot, started) -> None:
+    window = started.window
+    window.resize(640, 480)  # smaller than the minimum: the window stays at its minimum
+    assert (window.width(), window.height()) == (MIN_WIDTH, MIN_HEIGHT) == (800, 600)
+    for name in PAGES:
+        window.show_page(name)
+        page = window.pages[name]
+        qtbot.waitUntil(lambda page=page: page.isVisible())
+        QApplication.processEvents()
+        for scroll in page.findChildren(QScrollArea):
+            if isinstance(scroll, QAbstractItemView):
+                continue
+            bar = scroll.horizontalScrollBar()
+            # layouts settle over a few posted events (word-wrapped labels): poll, then judge
+            try:
+                qtbot.waitUntil(lambda bar=bar: bar.maximum() == 0, timeout=5_000)
+            except QtTimeout:
+                content = scroll.widget()
+                raise AssertionError(
+                    f"the {name} page scrolls sideways by {bar.maximum()} px: viewport {scroll.viewport().width()},"
+                    f" content {content.width()}, its minimum {content.minimumSizeHint().width()}"
+                ) from None
+        for button in page.findChildren(QPushButton):
+            if not button.isVisible():
+                continue
+            corner = button.mapTo(window, button.rect().bottomRight())
+            assert window.rect().contains(corner), f"{name}: {button.text()!r} is cut off"
+    dashboard = window.pages["dashboard"]
+    window.show_page("dashboard")
+    assert dashboard.backup_button.isVisible()
+
+
+def test_keyboard_focus_is_visible_and_icon_only_controls_have_names(started) -> None:
+    window = started.window
+    style = window.styleSheet()
+    assert "QListWidget#sidebar:focus" in style and "QPushButton:focus" in style
+    assert window.sidebar.focusPolicy() & Qt.FocusPolicy.TabFocus
+    assert window.sidebar.accessibleName() == "Pages"
+    for widget in window.findChildren(QAbstractButton) + window.findChildren(QLabel):
+        text = widget.text().strip()
+        iconic = not text or (len(text) == 1 and not text.isalnum())  # an icon or a symbol such as ●
+        if iconic and widget.isVisibleTo(window):
+            assert widget.accessibleName(), f"{type(widget).__name__} {widget.objectName()!r} has no name"
+
+
+def test_the_log_file_rotates_under_the_log_folder_and_holds_no_secret(started, tmp_path: Path) -> None:
+    from drgui.core.secrets import remember
+
+    remember("hunter2-very-secret")  # what the keyring store does with every secret it reads or writes
+    path = setup_logging(tmp_path / "logs")
+    assert path == tmp_path / "logs" / "drgui.log"
+    assert setup_logging(tmp_path / "logs") == path  # a second call adds no second handler
+    log = logging.getLogger("drgui.gui.worker")
+    log.error("pg_dump failed for postgresql://app:s3cr3t-in-url@db/app with hunter2-very-secret")
+    try:
+        raise RuntimeError("boom hunter2-very-secret")
+    except RuntimeError:
+        log.exception("unexpected")
+    for handler in logging.getLogger("drgui").handlers:
+        handler.flush()
+    text = path.read_text()
+    assert "pg_dump failed" in text and "boom" in text
+    assert "hunter2-very-secret" not in text and "s3cr3t-in-url" not in text
+    assert "postgresql://app:***@db/app" in text
+    handler = next(h for h in logging.getLogger("drgui").handlers if isinstance(h, RotatingFileHandler))
+    assert handler.maxBytes > 0 and handler.backupCount > 0
+    assert "drgui" in str(log_dir())
+    actions = [a.text() for a in started.window.menuBar().actions()[-1].menu().actions()]
+    assert "Open log folder" in actions
+
+
+def test_gui_size_option_is_parsed_and_refused_when_bad() -> None:
+    from drgui.cli.cmd_gui import parse_size
+    from drgui.core.errors import UsageError
+
+    assert parse_size("800x600") == (800, 600)
+    for bad in ("800", "x600", "800x", "axb", "0x600"):
+        with pytest.raises(UsageError, match="window size"):
+            parse_size(bad)
+
+
+def test_screenshot_at_a_size(qtbot, files_ws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRGUI_LOG_DIR", str(tmp_path / "logs"))
+    from PySide6.QtGui import QImage
+
+    from drgui.gui.app import run_app
+
+    png = tmp_path / "shot.png"
+    assert run_app(files_ws.home, page="settings", screenshot=png, tray=False, size=(900, 640)) == 0
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (900, 640)
+    small = tmp_path / "small.png"
+    assert run_app(files_ws.home, page="dashboard", screenshot=small, tray=False, size=(640, 480)) == 0
+    assert QImage(str(small)).width() == 800  # never below the minimum: nothing cut off
+
+
+def test_the_restore_tests_page_says_the_schedule_as_settings_does(qtbot, started) -> None:
+    page = started.window.pages["drills"]
+    started.window.show_page("drills")
+    assert "Scheduled: first Sunday of the month, 19:00." in page.about.text()

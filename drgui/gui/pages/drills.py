@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from drgui.core import fmt, schedule
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
@@ -53,12 +54,9 @@ class DrillsPage(QWidget):
             "startRestoreTestButton",
             self.start_restore_test,
         )
-        layout.addWidget(
-            muted(
-                "Once a month drgui restores the latest snapshot into a scratch database, compares every "
-                "table and file with what was backed up, and measures how long recovery takes (RTO)."
-            )
-        )
+        self.about = muted()
+        self.about.setObjectName("drillSchedule")
+        layout.addWidget(self.about)
         self.table = QTableWidget(0, 6)
         self.table.setObjectName("drillsTable")
         self.table.setHorizontalHeaderLabels(
@@ -84,8 +82,18 @@ class DrillsPage(QWidget):
         super().showEvent(event)
         self.reload()  # re-entering the page shows the history as it is now
 
+    def show_schedule(self) -> None:
+        """The schedule in the words Settings and the dashboard use ("first Sunday of the month, 19:00")."""
+        rule = self.controller.ws.plan.schedule.get("drill", schedule.PRESETS["drill"])
+        self.about.setText(
+            f"Scheduled: {fmt.describe_rule(rule)}. A restore test restores the latest snapshot into a "
+            "scratch database, compares every table and file with what was backed up, and measures how "
+            "long recovery takes (RTO)."
+        )
+
     @Slot()
     def reload(self, _status=None) -> None:
+        self.show_schedule()
         job = self.controller.worker.job("Drill history", DrillHistoryWork(self.controller.ws))
         job.finished.connect(self.show_runs)
         self.controller.worker.start(job)

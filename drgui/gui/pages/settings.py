@@ -136,6 +136,7 @@ class SettingsPage(QWidget):
         save_row.addWidget(self.save_button)
         self.message = MessageLine(controller, "settingsMessage")
         save_row.addWidget(self.message, 1)
+        save_row.addStretch(0)
         layout.addLayout(save_row)
 
         self.retention = Card("Retention (per destination)")
