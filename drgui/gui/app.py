@@ -76,6 +76,9 @@ class App(QObject):
         )
         self.drive_watcher.inserted.connect(self.controller.refresh)
         self.drive_watcher.removed.connect(self.controller.refresh)
+        # what the banner said about the last sync is moot once the drive is plugged in again or removed
+        self.drive_watcher.inserted.connect(self._clear_drive_banner)
+        self.drive_watcher.removed.connect(self._clear_drive_banner)
         self.drive_sync.synced.connect(self.controller.refresh)
         self.drive_sync.message.connect(self.show_drive_message)
         self.drive_watcher.start()
@@ -84,6 +87,10 @@ class App(QObject):
     @Slot(object)
     def _on_status_for_drives(self, _status) -> None:
         self.start_drive_watcher()
+
+    @Slot(str)
+    def _clear_drive_banner(self, _drive: str) -> None:
+        self.window.banner.clear_topic("drive")
 
     @Slot(str, str, str)
     def show_drive_message(self, level: str, title: str, text: str) -> None:
@@ -96,7 +103,7 @@ class App(QObject):
             )
             self.tray.icon.showMessage(title, text, icon, 20_000)
         else:
-            self.window.banner.show_message(level, title, text)
+            self.window.banner.show_message(level, title, text, topic="drive")
 
     def shutdown(self) -> None:
         """Stop every timer and watcher, cancel running work (it cleans up after itself) and wait."""

@@ -5,9 +5,11 @@ use too: one notation everywhere ("RPO 1d" on the dashboard, in Settings and in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from drgui.core import fmt
+from drgui.core.schedule import PRESETS
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:
@@ -40,25 +42,39 @@ def when(moment: datetime | None, now: datetime | None = None) -> str:
     which week: a monthly restore test is not "Sun 19:00")."""
     if moment is None:
         return "not scheduled"
+    return f"{day(moment, now)} {moment.astimezone().strftime('%H:%M')}"
+
+
+def day(moment: datetime, now: datetime | None = None) -> str:
+    """The day of a future time: "today", "tomorrow", "Sun 6 Dec" (and the year when it is not this one)."""
     now = now or datetime.now(UTC)
     local = moment.astimezone()
-    today = now.astimezone().date()
-    days = (local.date() - today).days
-    clock = local.strftime("%H:%M")
+    days = (local.date() - now.astimezone().date()).days
     if days == 0:
-        return f"today {clock}"
+        return "today"
     if days == 1:
-        return f"tomorrow {clock}"
+        return "tomorrow"
     year = f" {local.year}" if local.year != now.astimezone().year and days > 300 else ""
-    return f"{local.strftime('%a')} {local.day} {local.strftime('%b')}{year} {clock}"
+    return f"{local.strftime('%a')} {local.day} {local.strftime('%b')}{year}"
 
 
 def scheduled(rule: str | None, moment: datetime | None, now: datetime | None = None) -> str:
-    """A schedule and its next run: "first Sunday of the month, 19:00 (next: Sun 6 Dec 19:00)"."""
+    """A schedule in Settings' words and its next run: "first Sunday of the month, 19:00 · next Sun 6 Dec"
+    (the clock is said once when the next run keeps the rule's time)."""
     if not rule:
         return when(moment, now)
     described = fmt.describe_rule(rule)
-    return f"{described} (next: {when(moment, now)})" if moment is not None else described
+    if moment is None:
+        return described
+    clock = moment.astimezone().strftime("%H:%M")
+    upcoming = day(moment, now) if described.endswith(clock) else when(moment, now)
+    return f"{described} · next {upcoming}"
+
+
+def next_run(rules: Mapping[str, str], key: str, moment: datetime | None, now: datetime | None = None) -> str:
+    """The plan's schedule `key` ("backup", "weekly_review", "drill"; its preset when the plan has no rule)
+    and its next run, as Settings words it: "first Sunday of the month, 19:00 · next Sun 6 Dec"."""
+    return scheduled(rules.get(key, PRESETS.get(key)), moment, now)
 
 
 def duration(seconds: float | None) -> str:

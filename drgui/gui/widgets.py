@@ -49,7 +49,12 @@ QPushButton#backupNowButton:disabled { background: #8cb4f5; }
 QFrame#banner { border-radius: 6px; }
 QListWidget#sidebar:focus { border: 2px solid #0969da; border-radius: 6px; }
 QListWidget#sidebar::item:focus { border: 2px solid #0969da; }
-QPushButton:focus { border: 2px solid #0969da; border-radius: 4px; padding: 3px 10px; }
+QPushButton { background: #f6f8fa; color: #1f2328; border: 1px solid #afb8c1; border-radius: 4px;
+    padding: 4px 12px; min-height: 18px; }
+QPushButton:hover { background: #eef1f4; }
+QPushButton:pressed { background: #dde2e7; }
+QPushButton:disabled { color: #8c959f; }
+QPushButton:focus { border: 2px solid #0969da; padding: 3px 11px; }
 QPushButton#backupNowButton:focus { border: 3px solid #0b3d91; padding: 7px 19px; }
 """
 

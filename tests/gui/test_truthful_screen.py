@@ -13,11 +13,10 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractButton,
-    QAbstractItemView,
+    QAbstractScrollArea,
     QApplication,
     QLabel,
     QPushButton,
-    QScrollArea,
     QWizard,
 )
 from pytestqt.exceptions import TimeoutError as QtTimeout
@@ -38,7 +37,6 @@ from drgui.gui.main_window import MIN_HEIGHT, MIN_WIDTH, PAGES
 from drgui.gui.restore_wizard import STEP_ORDER, RestoreWizard, StepTracker
 from drgui.report.drill_report import render_html, write_pdf
 from tests.gui.test_restore_wizard import drill_ws  # noqa: F401 (a fixture)
-from tests.test_drill import assert_nothing_left, drill_leftovers
 
 
 @pytest.fixture
@@ -172,7 +170,9 @@ def test_the_drill_schedule_is_described_the_same_way_everywhere(started) -> Non
     assert combo.currentText() == "First Sunday of the month, 19:00"
     next_drill = started.controller.status.next.get("drill")
     text = humanize.scheduled(PRESETS["drill"], next_drill)
-    assert text.startswith("first Sunday of the month, 19:00 (next: ")
+    assert text == f"first Sunday of the month, 19:00 · next {humanize.day(next_drill)}"
+    assert humanize.next_run({}, "drill", next_drill) == text  # the preset when the plan has no rule
+    assert humanize.next_run(started.ws.plan.schedule, "drill", next_drill) == text
     # a weekday alone does not say which week: the date is there
     assert str(next_drill.astimezone().day) in humanize.when(next_drill)
 
@@ -259,22 +259,26 @@ def test_the_run_page_shows_percent_and_goes_forward_only(qtbot, files_ws) -> No
 
 
 def test_back_is_disabled_while_the_drill_runs_and_cancel_still_cleans_up(qtbot, drill_ws) -> None:  # noqa: F811
+    """(test_restore_wizard's cancel test checks that nothing is left behind: not repeated here.)"""
     wizard = RestoreWizard(drill_ws)
     qtbot.addWidget(wizard)
     wizard.show()
     wizard.next()
-    before = drill_leftovers()
     wizard.next()
+    back = wizard.button(QWizard.WizardButton.BackButton)
     assert wizard.running
-    assert not wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+    assert not back.isEnabled()
     qtbot.waitUntil(
         lambda: wizard.run_page.current in ("scratch", "verify", "restore", "rows"), timeout=120_000
     )
-    assert not wizard.button(QWizard.WizardButton.BackButton).isEnabled()
-    with qtbot.waitSignal(wizard.rejected, timeout=120_000):
+    assert not back.isEnabled()
+    wizard.run_page.cancel_button.click()
+    qtbot.waitUntil(lambda: wizard.run_page.state == "cancelled", timeout=120_000)
+    assert back.isEnabled()  # once it has stopped: back to choose another snapshot
+    last = drill_ws.history.last_run("drill")
+    assert last is not None and last.status == "cancelled"
+    with qtbot.waitSignal(wizard.rejected, timeout=10_000):
         wizard.reject()
-    assert wizard.run_page.state == "cancelled"
-    assert_nothing_left(drill_ws.home.path, before)
 
 
 # --- fit and finish ---------------------------------------------------------------------------------
@@ -312,6 +316,13 @@ def test_the_drill_report_pdf_breaks_no_word_in_its_table_cells(tmp_path: Path) 
 
 
 def test_at_the_minimum_size_nothing_is_cut_off_and_nothing_scrolls_sideways(qtbot, started) -> None:
+    run_id = started.ws.history.start_run("drill", snapshot_id="20261101T020000Z-aaaaaaaa")
+    report = started.ws.home.reports_dir / "drill-20261101T020000Z-aaaaaa" / "report.html"
+    report.parent.mkdir(parents=True)
+    report.write_text("<html></html>")
+    started.ws.history.finish_run(
+        run_id, "ok", detail={"rto_seconds": 754, "report": str(report), "checks": 16, "failed": []}
+    )
     window = started.window
     window.resize(640, 480)  # smaller than the minimum: the window stays at its minimum
     assert (window.width(), window.height()) == (MIN_WIDTH, MIN_HEIGHT) == (800, 600)
@@ -319,10 +330,10 @@ def test_at_the_minimum_size_nothing_is_cut_off_and_nothing_scrolls_sideways(qtb
         window.show_page(name)
         page = window.pages[name]
         qtbot.waitUntil(lambda page=page: page.isVisible())
+        if name == "drills":
+            qtbot.waitUntil(lambda page=page: page.table.rowCount() == 1, timeout=30_000)
         QApplication.processEvents()
-        for scroll in page.findChildren(QScrollArea):
-            if isinstance(scroll, QAbstractItemView):
-                continue
+        for scroll in page.findChildren(QAbstractScrollArea):
             bar = scroll.horizontalScrollBar()
             # layouts settle over a few posted events (word-wrapped labels): poll, then judge
             try:
@@ -411,3 +422,13 @@ def test_the_restore_tests_page_says_the_schedule_as_settings_does(qtbot, starte
     page = started.window.pages["drills"]
     started.window.show_page("drills")
     assert "Scheduled: first Sunday of the month, 19:00." in page.about.text()
+
+
+def test_a_drive_message_in_the_banner_goes_when_the_drive_comes_or_goes(qtbot, started) -> None:
+    started.show_drive_message("error", "The .env could not be copied to the drive", "Plug it in again.")
+    assert started.window.banner.isVisible()
+    started._clear_drive_banner("usb")
+    assert not started.window.banner.isVisible()
+    started.window.show_problem(OperationFailed("The history could not be read."))
+    started._clear_drive_banner("usb")  # another topic: stays
+    assert started.window.banner.isVisible()

@@ -66,7 +66,12 @@ class DrillsPage(QWidget):
         self.table.cellDoubleClicked.connect(self.open_report)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        # the short columns fit their text; the snapshot id takes what is left (elided, whole in its
+        # tooltip): at 800x600 the table fits the window instead of scrolling sideways
+        header = self.table.horizontalHeader()
+        for column in (0, 1, 3, 4, 5):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
         self.empty_hint = muted("No restore test yet. A backup is only proven by a restore: start one.")
         self.empty_hint.setObjectName("drillEmptyHint")
@@ -126,12 +131,17 @@ class DrillsPage(QWidget):
                 run.snapshot_id or "",
                 f"{humanize.duration(rto)} (target {humanize.duration(target)})" if rto else "",
                 checks_text(run.detail),
-                str(self.reports[row] or ""),
+                # the file's name (double-click opens it); the whole path is the tooltip: the table
+                # fits the window instead of scrolling sideways for a long path
+                self.reports[row].name if self.reports[row] else "",
             ]
             for column, text in enumerate(cells):
-                self.table.setItem(row, column, QTableWidgetItem(text))
-        for column in range(5):
-            self.table.resizeColumnToContents(column)
+                item = QTableWidgetItem(text)
+                if column == 2 and text:
+                    item.setToolTip(text)
+                if column == 5 and self.reports[row]:
+                    item.setToolTip(str(self.reports[row]))
+                self.table.setItem(row, column, item)
         # derived from the runs shown, set or cleared on every reload (not a message that could go stale)
         self.empty_hint.setVisible(not runs)
 
