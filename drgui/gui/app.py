@@ -236,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = None
     if args.size:
         width, _, height = args.size.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            parser.error(f"--size {args.size}: write WIDTHxHEIGHT in pixels, e.g. 800x600")
         size = (int(width), int(height))
     return run_app(
         Home.resolve(args.home), page=args.page, screenshot=args.screenshot, tray=not args.no_tray, size=size
