@@ -71,3 +71,32 @@ def test_importing_every_core_module_loads_no_qt() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"Qt modules loaded by drgui.core: {result.stdout.strip()}"
+
+
+def test_the_app_imports_and_notifies_without_jeepney() -> None:
+    """jeepney (D-Bus) exists on Linux only: the GUI imports without it and reminders fall back."""
+    code = (
+        "import os, sys\n"
+        "os.environ['QT_QPA_PLATFORM'] = 'offscreen'\n"
+        "sys.modules['jeepney'] = None\n"
+        "import drgui.gui.app\n"
+        "from PySide6.QtCore import QCoreApplication\n"
+        "from drgui.gui.notifications import DesktopNotifier\n"
+        "from drgui.gui.reminders import Reminder, WEEKLY\n"
+        "app = QCoreApplication([])\n"
+        "notifier = DesktopNotifier()\n"
+        "failed = []\n"
+        "notifier.failed.connect(failed.append)\n"
+        "from datetime import UTC, datetime\n"
+        "notifier.notify(Reminder(WEEKLY, datetime.now(UTC), 'title', ['line']))\n"
+        "import time\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not failed and time.monotonic() < deadline:\n"
+        "    app.processEvents()\n"
+        "    time.sleep(0.01)\n"
+        "notifier.stop()\n"
+        "assert failed, 'no fallback without jeepney'\n"
+        "assert 'jeepney' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -92,8 +92,7 @@ def test_version_without_python(bundle: Path, tmp_path: Path) -> None:
 
 def test_plan_and_kit_from_the_bundle(bundle: Path, tmp_path: Path) -> None:
     """Keyring backends (found through package metadata), age, Qt's PDF writer and segno, all frozen."""
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-        pytest.skip("needs a keyring session: run under tools/with-keyring")
+    need(bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS")), "a keyring session (run under tools/with-keyring)")
     passphrase = tmp_path / "pass.txt"
     passphrase.write_text(PASSPHRASE + "\n")
     home = tmp_path / "home"
@@ -117,13 +116,10 @@ def test_plan_and_kit_from_the_bundle(bundle: Path, tmp_path: Path) -> None:
 
 
 def test_gui_screenshot_under_xvfb(bundle: Path, tmp_path: Path) -> None:
-    if not shutil.which("xvfb-run"):
-        pytest.skip("needs xvfb-run")
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-        pytest.skip("needs a keyring session: run under tools/with-keyring")
+    need(shutil.which("xvfb-run") is not None, "xvfb-run (apt install xvfb)")
+    need(bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS")), "a keyring session (run under tools/with-keyring)")
     help_text = run_bundle(bundle, "gui", "--help", cwd=tmp_path)
-    if help_text.returncode != 0:
-        pytest.skip("this build has no `drgui gui` command")
+    assert help_text.returncode == 0, f"the bundle has no `drgui gui` command: {help_text.stderr}"
     png = tmp_path / "window.png"
     result = subprocess.run(
         ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", str(bundle / "drgui"), "--home", str(tmp_path / "h"),

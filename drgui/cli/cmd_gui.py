@@ -16,6 +16,7 @@ def register(sub, common) -> None:
     parser = add_command(sub, common, "gui", "open the desktop app", run)
     parser.add_argument("--page", choices=PAGES, help="page to open")
     parser.add_argument("--screenshot", metavar="PNG", help="save a PNG of the window once loaded, then exit")
+    parser.add_argument("--size", metavar="WxH", help="window size for --screenshot, e.g. 800x600")
     parser.add_argument("--tray", action="store_true", default=True, help="show the tray icon (default)")
     parser.add_argument("--no-tray", dest="tray", action="store_false", help="no tray icon")
     parser.add_argument(
@@ -50,6 +51,17 @@ def run(args, out) -> int:
         ) from None
     if args.screenshot and not args.screenshot.lower().endswith(".png"):
         raise UsageError("--screenshot needs a .png path.")
+    size = parse_size(args.size) if args.size else None
     home = Home.resolve(args.home)
     screenshot = Path(args.screenshot).absolute() if args.screenshot else None
-    return run_app(home, page=args.page, screenshot=screenshot, tray=args.tray)
+    return run_app(home, page=args.page, screenshot=screenshot, tray=args.tray, size=size)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'800x600' -> (800, 600)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 1 or int(height) < 1:
+        raise UsageError(
+            f"'{text}' is not a window size.", hint="Write WIDTHxHEIGHT in pixels, e.g. 800x600."
+        )
+    return int(width), int(height)

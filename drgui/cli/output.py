@@ -9,16 +9,13 @@ import sys
 from typing import Any
 
 from drgui.core.errors import UsageError
+from drgui.core.fmt import size
 from drgui.core.progress import Progress
 from drgui.core.secrets import redact
 
 
 def human_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(count) < 1000 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} TB"
+    return size(count)  # the GUI's formatter too: one notation for sizes
 
 
 class Output:

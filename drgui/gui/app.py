@@ -12,12 +12,14 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+import drgui
 from drgui.core.home import Home
 from drgui.core.workspace import Workspace
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DriveSyncOnInsert, DriveWatcher, drive_specs
 from drgui.gui.gc_guard import GuiThreadCollector
 from drgui.gui.icons import icon
+from drgui.gui.logfile import setup_logging
 from drgui.gui.main_window import PAGES, MainWindow
 from drgui.gui.reminders import ReminderService
 from drgui.gui.tray import Actions, ReminderBanner, Tray
@@ -74,6 +76,9 @@ class App(QObject):
         )
         self.drive_watcher.inserted.connect(self.controller.refresh)
         self.drive_watcher.removed.connect(self.controller.refresh)
+        # what the banner said about the last sync is moot once the drive is plugged in again or removed
+        self.drive_watcher.inserted.connect(self._clear_drive_banner)
+        self.drive_watcher.removed.connect(self._clear_drive_banner)
         self.drive_sync.synced.connect(self.controller.refresh)
         self.drive_sync.message.connect(self.show_drive_message)
         self.drive_watcher.start()
@@ -82,6 +87,10 @@ class App(QObject):
     @Slot(object)
     def _on_status_for_drives(self, _status) -> None:
         self.start_drive_watcher()
+
+    @Slot(str)
+    def _clear_drive_banner(self, _drive: str) -> None:
+        self.window.banner.clear_topic("drive")
 
     @Slot(str, str, str)
     def show_drive_message(self, level: str, title: str, text: str) -> None:
@@ -94,7 +103,7 @@ class App(QObject):
             )
             self.tray.icon.showMessage(title, text, icon, 20_000)
         else:
-            self.window.banner.show_message(level, title, text)
+            self.window.banner.show_message(level, title, text, topic="drive")
 
     def shutdown(self) -> None:
         """Stop every timer and watcher, cancel running work (it cleans up after itself) and wait."""
@@ -116,10 +125,12 @@ class App(QObject):
 class Screenshotter(QObject):
     """Screenshot mode: wait until the status is shown and the worker is idle, grab the window, quit."""
 
-    def __init__(self, app: App, path: Path) -> None:
+    def __init__(self, app: App, path: Path, size: tuple[int, int] | None = None) -> None:
         super().__init__(app)
         self.app = app
         self.path = path
+        if size is not None:
+            app.window.resize(*size)  # never below the window's minimum size: nothing is cut off
         self.ticks = 0
         self.timer = QTimer(self)
         self.timer.setInterval(100)
@@ -161,16 +172,23 @@ def run_app(
     page: str | None = None,
     screenshot: Path | None = None,
     tray: bool = True,
+    size: tuple[int, int] | None = None,
 ) -> int:
     """Open the app on `home` (the first-run wizard when it holds no plan yet); returns the exit code."""
     if page and page not in PAGES:
         raise ValueError(f"unknown page {page!r}; pages: {', '.join(PAGES)}")
+    try:
+        log.info("drgui %s starting on %s (log: %s)", drgui.__version__, home.path, setup_logging())
+    except OSError as error:  # no writable log folder: the app still runs
+        print(f"drgui: no log file ({error})", file=sys.stderr)
     qt_app = ensure_application()
     if not home.exists():
         from drgui.gui.first_run import FirstRunWizard
 
         wizard = FirstRunWizard(home)
         if screenshot:
+            if size is not None:
+                wizard.resize(*size)
             wizard.show()
             QTimer.singleShot(500, wizard.close)
             qt_app.processEvents()
@@ -182,7 +200,7 @@ def run_app(
     app = App(ws, tray=tray and screenshot is None, demo=demo)
     app.start(page)
     if screenshot:
-        shooter = Screenshotter(app, screenshot)
+        shooter = Screenshotter(app, screenshot, size)
         shooter.start()
     quit_on_signals(qt_app)
     collector = GuiThreadCollector(parent=qt_app)
@@ -212,6 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--home", help="plan directory (default: $DRGUI_HOME or per-user)")
     parser.add_argument("--page", choices=PAGES)
     parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--size", help="window size for --screenshot, WxH")
     parser.add_argument("--no-tray", action="store_true")
     args = parser.parse_args(argv)
-    return run_app(Home.resolve(args.home), page=args.page, screenshot=args.screenshot, tray=not args.no_tray)
+    size = None
+    if args.size:
+        width, _, height = args.size.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            parser.error(f"--size {args.size}: write WIDTHxHEIGHT in pixels, e.g. 800x600")
+        size = (int(width), int(height))
+    return run_app(
+        Home.resolve(args.home), page=args.page, screenshot=args.screenshot, tray=not args.no_tray, size=size
+    )

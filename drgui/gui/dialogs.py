@@ -31,6 +31,7 @@ from drgui.core.config import DEST_KINDS, SOURCE_KINDS
 from drgui.core.errors import DrguiError, UsageError
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
+from drgui.gui.widgets import MessageLine
 from drgui.gui.worker import Worker
 
 KIND_LABELS = {
@@ -195,11 +196,9 @@ class AddDialog(QDialog):
         top.addRow("Kind", self.kind_combo)
         layout.addLayout(top)
         layout.addWidget(self.forms)
-        self.error = QLabel()
-        self.error.setObjectName("dialogError")
-        self.error.setWordWrap(True)
-        self.error.setStyleSheet("color: #cf222e;")
-        self.error.hide()
+        self.error = MessageLine(object_name="dialogError")
+        # an error is about the form as it was submitted: another Kind is another form
+        self.error.clear_on(self.kind_combo.currentIndexChanged)
         layout.addWidget(self.error)
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
@@ -229,7 +228,7 @@ class AddDialog(QDialog):
         except DrguiError as error:
             self.show_error(error)
             return
-        self.error.hide()
+        self.error.clear()
         self.busy.show()
         self.add_button.setEnabled(False)
         work = AddWork(self.ws, self.source, self.name_edit.text().strip(), kind, settings, secrets)
@@ -251,7 +250,4 @@ class AddDialog(QDialog):
         self.show_error(error)
 
     def show_error(self, error: DrguiError) -> None:
-        self.error.setText(
-            f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
-        )
-        self.error.show()
+        self.error.say_error(error)

@@ -32,6 +32,7 @@ from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
 from drgui.gui.icons import icon
+from drgui.gui.widgets import error_html
 from drgui.gui.worker import Worker
 
 
@@ -49,10 +50,6 @@ class FirstBackupWork:
 
     def __call__(self, progress: ProgressCallback, cancel: CancelToken):
         return run_backup(self.ws, progress=progress, cancel=cancel)
-
-
-def error_html(error: DrguiError) -> str:
-    return f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
 
 
 class AsyncPage(QWizardPage):

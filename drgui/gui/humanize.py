@@ -1,8 +1,15 @@
-"""Human times and sizes for the GUI: "2 hours ago", "Sun 19:00", "1.2 GB"."""
+"""Human times and sizes for the GUI: "2 hours ago", "Sun 6 Dec 19:00", "1.2 GB", "1d".
+
+Sizes, durations and schedule rules come from `drgui.core.fmt`, the formatter the CLI and the reports
+use too: one notation everywhere ("RPO 1d" on the dashboard, in Settings and in `drgui status`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+
+from drgui.core import fmt
+from drgui.core.schedule import PRESETS
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:
@@ -31,47 +38,58 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
 
 
 def when(moment: datetime | None, now: datetime | None = None) -> str:
-    """A future time: "today 19:00", "tomorrow 02:00", "Sun 19:00", "3 Mar 19:00"."""
+    """A future time: "today 19:00", "tomorrow 02:00", "Sun 6 Dec 19:00" (a weekday alone would not say
+    which week: a monthly restore test is not "Sun 19:00")."""
     if moment is None:
         return "not scheduled"
+    return f"{day(moment, now)} {moment.astimezone().strftime('%H:%M')}"
+
+
+def day(moment: datetime, now: datetime | None = None) -> str:
+    """The day of a future time: "today", "tomorrow", "Sun 6 Dec" (and the year when it is not this one)."""
     now = now or datetime.now(UTC)
     local = moment.astimezone()
-    today = now.astimezone().date()
-    days = (local.date() - today).days
-    clock = local.strftime("%H:%M")
+    days = (local.date() - now.astimezone().date()).days
     if days == 0:
-        return f"today {clock}"
+        return "today"
     if days == 1:
-        return f"tomorrow {clock}"
-    if 1 < days < 7:
-        return f"{local.strftime('%a')} {clock}"
-    return f"{local.day} {local.strftime('%b')} {clock}"
+        return "tomorrow"
+    year = f" {local.year}" if local.year != now.astimezone().year and days > 300 else ""
+    return f"{local.strftime('%a')} {local.day} {local.strftime('%b')}{year}"
+
+
+def scheduled(rule: str | None, moment: datetime | None, now: datetime | None = None) -> str:
+    """A schedule in Settings' words and its next run: "first Sunday of the month, 19:00 · next Sun 6 Dec"
+    (the clock is said once when the next run keeps the rule's time)."""
+    if not rule:
+        return when(moment, now)
+    described = fmt.describe_rule(rule)
+    if moment is None:
+        return described
+    clock = moment.astimezone().strftime("%H:%M")
+    upcoming = day(moment, now) if described.endswith(clock) else when(moment, now)
+    return f"{described} · next {upcoming}"
+
+
+def next_run(rules: Mapping[str, str], key: str, moment: datetime | None, now: datetime | None = None) -> str:
+    """The plan's schedule `key` ("backup", "weekly_review", "drill"; its preset when the plan has no rule)
+    and its next run, as Settings words it: "first Sunday of the month, 19:00 · next Sun 6 Dec"."""
+    return scheduled(rules.get(key, PRESETS.get(key)), moment, now)
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, sec = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {sec:02d} s" if sec else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
+    """86400 -> "1d", 5400 -> "1h 30m": `drgui.core.fmt.duration`, the notation Settings accepts."""
+    return fmt.duration(seconds)
 
 
-def size(count: int | None) -> str:
-    if count is None or count < 0:
-        return "n/a"
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+def size(count: float | None) -> str:
+    """1234567 -> "1.2 MB": `drgui.core.fmt.size`, as the CLI prints it."""
+    return fmt.size(count)
+
+
+def plural(count: int, word: str) -> str:
+    """plural(1, "check") -> "1 check"; plural(3, "check") -> "3 checks"."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def parse_iso(text: str | None) -> datetime | None:

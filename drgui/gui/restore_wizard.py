@@ -38,10 +38,56 @@ from drgui.core.drill import DRILL_STEPS, Answer, DrillResult, run_drill, save_r
 from drgui.core.errors import DrguiError
 from drgui.core.progress import Progress
 from drgui.core.workspace import Workspace
+from drgui.gui import humanize
 from drgui.gui.worker import Job, Worker
 
 GREEN, RED = QColor("#1b7f3b"), QColor("#b3261e")
 STEP_TITLES = dict(DRILL_STEPS)
+STEP_ORDER = [name for name, _title in DRILL_STEPS]
+
+
+class StepTracker:
+    """Which drill step the wizard shows as running, which as done, and the overall percentage.
+
+    The engine announces its steps, and the restore functions it calls report their own progress under
+    "restore" (also while files are restored); the scratch server is started in the background before
+    the verification. So: a step already started that comes again is work inside the current step (its
+    figures are shown, the list does not go back), a step not started yet becomes the current one; a
+    step is ticked only once a step after it in the list is current (never a later step while an earlier
+    one runs), and the percentage only goes up."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.started: list[str] = []
+        self.percent = 0.0
+
+    def feed(self, event: Progress) -> bool:
+        """Take one event; True when the current step changed."""
+        changed = False
+        if event.step in STEP_TITLES and (
+            event.step not in self.started
+            or (self.current is not None and STEP_ORDER.index(event.step) > STEP_ORDER.index(self.current))
+        ):
+            if event.step not in self.started:
+                self.started.append(event.step)
+            changed = event.step != self.current
+            self.current = event.step
+        if self.current is not None:
+            within = min(1.0, event.bytes_done / event.bytes_total) if event.bytes_total else 0.0
+            # inner progress (a dump, a folder) moves the bar within the current step's share
+            overall = 100 * (STEP_ORDER.index(self.current) + within) / len(STEP_ORDER)
+            self.percent = max(self.percent, overall)
+        return changed
+
+    def symbol(self, step: str, finished: bool = False) -> str:
+        if finished:
+            return "✔" if step in self.started or step in ("report", "checklist") else "–"
+        if step == self.current:
+            return "▶"
+        if step in self.started:
+            below = self.current is not None and STEP_ORDER.index(step) < STEP_ORDER.index(self.current)
+            return "✔" if below else "▶"  # started ahead of the current one (the scratch server): running
+        return "○"
 
 
 class IntroPage(QWizardPage):
@@ -156,19 +202,30 @@ class RunPage(QWizardPage):
         layout.addLayout(row)
         self.job: Job | None = None
         self.state = "idle"  # idle, running, finished, failed, cancelled
-        self.current: str | None = None
+        self.tracker = StepTracker()
 
-    def initializePage(self) -> None:
+    @property
+    def current(self) -> str | None:
+        return self.tracker.current
+
+    def reset_steps(self) -> None:
+        self.tracker = StepTracker()
         self.steps.clear()
         for name, title in DRILL_STEPS:
             item = QListWidgetItem(f"○  {title}")
             item.setData(Qt.ItemDataRole.UserRole, name)
             self.steps.addItem(item)
-        self.bar.setRange(0, 0)
+        self.bar.setRange(0, 100)
+        self.bar.setValue(0)
+        self.bar.setFormat("%p%")
+
+    def initializePage(self) -> None:
+        self.reset_steps()
         self.figure.setText("Starting…")
         self.state = "running"
-        self.current = None
         self.cancel_button.setEnabled(True)
+        # no Back while the drill runs: the previous page counts as committed until it ends
+        self.owner.snapshot_page.setCommitPage(True)
         dest_name, snapshot_id = self.owner.snapshot_page.choice()
         ws = self.owner.ws
 
@@ -197,30 +254,26 @@ class RunPage(QWizardPage):
         if item is not None:
             item.setText(f"{symbol}  {STEP_TITLES[step]}")
 
+    def _mark_all(self, finished: bool = False) -> None:
+        for name in STEP_ORDER:
+            self._mark(name, self.tracker.symbol(name, finished))
+
     @Slot(object)
     def on_progress(self, event: Progress) -> None:
-        if event.step in STEP_TITLES and event.step != self.current:
-            if self.current:
-                self._mark(self.current, "✔")
-            self.current = event.step
-            self._mark(event.step, "▶")
-        if event.bytes_total:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(int(1000 * min(1.0, event.bytes_done / event.bytes_total)))
-        elif event.message:
-            self.bar.setRange(0, 0)
+        if self.tracker.feed(event):
+            self._mark_all()
+        self.bar.setValue(int(self.tracker.percent))
         text = event.message
         if event.bytes_done:
-            rate = f" at {event.rate / 1e6:.1f} MB/s" if event.rate else ""
-            text = f"{event.source or event.step}: {event.bytes_done / 1e6:.1f} MB{rate}"
+            rate = f" at {humanize.size(int(event.rate))}/s" if event.rate else ""
+            text = f"{event.source or event.step}: {humanize.size(event.bytes_done)}{rate}"
         if text:
             self.figure.setText(text)
 
     @Slot(object)
     def on_finished(self, result: DrillResult) -> None:
         self.state = "finished"
-        for name, _title in DRILL_STEPS:
-            self._mark(name, "✔")
+        self._mark_all(finished=True)
         self.owner.result = result
         try:
             save_report(self.owner.ws, result)
@@ -244,8 +297,9 @@ class RunPage(QWizardPage):
 
     def _done(self, text: str) -> None:
         self.job = None
-        self.bar.setRange(0, 1)
-        self.bar.setValue(1)
+        if self.state == "finished":
+            self.bar.setValue(100)
+        self.owner.snapshot_page.setCommitPage(False)  # Back again: choose another snapshot
         self.figure.setText(text)
         self.cancel_button.setEnabled(False)
         self.completeChanged.emit()

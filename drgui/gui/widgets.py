@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
 
+from PySide6 import QtGui
 from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+
+from drgui.core.errors import DrguiError
+from drgui.gui.humanize import parse_iso
+
+if TYPE_CHECKING:
+    from drgui.core.status import Status
+    from drgui.gui.controller import Controller
 
 STATE_COLORS = {
     "ok": "#2da44e",
@@ -36,7 +47,125 @@ QPushButton#backupNowButton { background: #1f6feb; color: white; font-size: 15px
     padding: 10px 22px; border-radius: 6px; border: none; }
 QPushButton#backupNowButton:disabled { background: #8cb4f5; }
 QFrame#banner { border-radius: 6px; }
+QListWidget#sidebar:focus { border: 2px solid #0969da; border-radius: 6px; }
+QListWidget#sidebar::item:focus { border: 2px solid #0969da; }
+QPushButton { background: #f6f8fa; color: #1f2328; border: 1px solid #afb8c1; border-radius: 4px;
+    padding: 4px 12px; min-height: 18px; }
+QPushButton:hover { background: #eef1f4; }
+QPushButton:pressed { background: #dde2e7; }
+QPushButton:disabled { color: #8c959f; }
+QPushButton:focus { border: 2px solid #0969da; padding: 3px 11px; }
+QPushButton#backupNowButton:focus { border: 3px solid #0b3d91; padding: 7px 19px; }
 """
+
+MESSAGE_STYLES = {
+    "busy": "color: #57606a;",
+    "done": "color: #2da44e; font-weight: 600;",
+    "warning": "color: #9a6700; font-weight: 600;",
+    "error": "color: #cf222e;",
+}
+
+
+def error_html(error: DrguiError) -> str:
+    """An error as the message lines show it: the message in bold, then what to do."""
+    return f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
+
+
+def plan_key(status: Status | None) -> tuple:
+    """What a page's message can be about in the plan: its sources and destinations (name and kind)."""
+    if status is None:
+        return ()
+    return (
+        tuple(sorted((s.name, s.kind) for s in status.sources)),
+        tuple(sorted((d.name, d.kind) for d in status.destinations)),
+    )
+
+
+class MessageLine(QLabel):
+    """A page's message line, bound to the state it describes: the screen never contradicts the state.
+
+    `say()` reports work under way or its outcome, as things are when it is said. The line clears itself
+    as soon as that state moves on, so an old "Backup cancelled" or "The plan has no drive destination"
+    never sits under a newer state:
+    - the plan changes (a source or destination added, removed or renamed: from the next status),
+    - a new run is recorded in the history after the message was said (a backup, a restore test, a
+      sync: from the next status, wherever it was started),
+    - a backup starts,
+    - the page is left (re-entering it shows the state, not an old message),
+    - `clear_on(signal)`: whatever else makes the message moot (the Kind changed in the add dialog).
+    What a page derives from the state itself (an empty-table hint) is not a message: the page sets or
+    clears it on every status it shows."""
+
+    def __init__(self, controller: Controller | None = None, object_name: str = "", parent=None) -> None:
+        super().__init__(parent)
+        if object_name:
+            self.setObjectName(object_name)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.controller = controller
+        self._said_at: datetime | None = None
+        self._plan: tuple = ()
+        self._last_run = 0
+        self.level = "busy"
+        self.hide()
+        if controller is not None:
+            controller.status_changed.connect(self._on_status)
+            controller.backup_started.connect(self.clear)
+
+    def say(self, text: str, level: str = "busy") -> None:
+        """Show `text` (rich text) as work under way ("busy"), "done", "warning" or "error"."""
+        self.level = level
+        self.setStyleSheet(MESSAGE_STYLES.get(level, MESSAGE_STYLES["busy"]))
+        self.setText(text)
+        # the history keeps whole seconds: a run finished in this second is the one this reports on
+        self._said_at = datetime.now(UTC).replace(microsecond=0)
+        status = self.controller.status if self.controller is not None else None
+        self._plan = plan_key(status)
+        recent = self.controller.recent if self.controller is not None else []
+        self._last_run = max((run.id for run in recent), default=0)
+        self.setVisible(bool(text))
+
+    def say_error(self, error: DrguiError) -> None:
+        self.say(error_html(error), "error")
+
+    @Slot()
+    def clear(self) -> None:
+        super().clear()
+        self._said_at = None
+        self.hide()
+
+    def clear_on(self, *signals) -> None:
+        for signal in signals:
+            signal.connect(self.clear)
+
+    @property
+    def showing(self) -> bool:
+        return bool(self.text())
+
+    @Slot(object)
+    def _on_status(self, status: Status) -> None:
+        if self._said_at is None:
+            return
+        if self._plan and plan_key(status) != self._plan:
+            self.clear()
+            return
+        self._plan = self._plan or plan_key(status)
+        recent = self.controller.recent if self.controller is not None else []
+        if any(run.id > self._last_run and self._is_later(run) for run in recent):
+            self.clear()
+
+    def _is_later(self, run) -> bool:
+        """A run that is still going or ended after the message: the state moved on. (The run the message
+        reports on, e.g. the .env sync just done, ended before it was said.)"""
+        finished = parse_iso(run.finished)
+        return finished is None or finished > self._said_at
+
+    def hideEvent(self, event: QHideEvent) -> None:
+        # The page holding the line was left (an ancestor hid, the line itself did not), or the window
+        # went to the tray; not when the window is minimised (a spontaneous hide).
+        if not event.spontaneous() and not self.isHidden() and self._said_at is not None:
+            self.clear()
+        super().hideEvent(event)
 
 
 def title(text: str) -> QLabel:
@@ -74,8 +203,17 @@ def heading_row(layout: QVBoxLayout, heading: QLabel, text: str, object_name: st
     return button
 
 
+_BREAK_AFTER = re.compile(r"([/_@])(?=\S)")
+
+
+def breakable(text: str) -> str:
+    """Plain text with a line-break chance after each '/', '_' and '@': a long path or name wraps instead
+    of making the page scroll sideways (Qt breaks lines at spaces). Rich text is left as it is."""
+    return text if QtGui.Qt.mightBeRichText(text) else _BREAK_AFTER.sub("\\1\u200b", text)
+
+
 def muted(text: str = "") -> QLabel:
-    label = QLabel(text)
+    label = QLabel(breakable(text))
     label.setObjectName("muted")
     label.setWordWrap(True)
     return label
@@ -98,6 +236,7 @@ def dot(state: str) -> QLabel:
     label = QLabel("●")
     label.setStyleSheet(f"color: {STATE_COLORS.get(state, '#8c959f')}; font-size: 16px;")
     label.setToolTip(STATE_WORDS.get(state, state))
+    label.setAccessibleName(STATE_WORDS.get(state, state))  # a screen reader says the state, not "●"
     return label
 
 
@@ -128,11 +267,15 @@ class Banner(QFrame):
         close.clicked.connect(self.dismiss)
         layout.addWidget(close)
         self.level = "info"
+        self.topic = ""
         self.hide()
 
-    def show_message(self, level: str, message: str, hint: str | None = None) -> None:
+    def show_message(self, level: str, message: str, hint: str | None = None, topic: str = "") -> None:
+        """Show a message; `topic` names the state it is about, so `clear_topic` takes it away when that
+        state moves on (a status that could not be read, then was)."""
         background, border = self.COLORS.get(level, self.COLORS["info"])
         self.level = level
+        self.topic = topic
         self.setStyleSheet(
             f"QFrame#banner {{ background: {background}; border: 1px solid {border}; }}"
             "QFrame#banner QLabel { color: #1f2328; }"
@@ -152,6 +295,10 @@ class Banner(QFrame):
             item = self.buttons.takeAt(0)
             if item.widget():
                 item.widget().deleteLater()
+
+    def clear_topic(self, topic: str) -> None:
+        if self.topic == topic:
+            self.hide()
 
     @Slot()
     def dismiss(self) -> None:

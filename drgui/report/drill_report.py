@@ -43,6 +43,12 @@ def _duration(seconds: float | None) -> str:
     return "—" if seconds is None else format_duration(seconds)
 
 
+# A short cell (a verdict, a name, a date) never wraps: Qt's text engine, which lays out the PDF, breaks
+# a word that does not fit its column anywhere ("Stat e", "ope n"); a cell that does not wrap makes its
+# column as wide as its text. Long free text (checks, figures, notes) wraps at word boundaries.
+NOWRAP = ' style="white-space: nowrap"'
+
+
 def _badge(ok: bool) -> str:
     color, word = (GREEN, "PASS") if ok else (RED, "FAIL")
     return f'<span style="color:{color}; font-weight:bold">{word}</span>'
@@ -53,14 +59,14 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
     for check in checks:
         rows.append(
             "<tr>"
-            f"<td>{_badge(check['ok'])}</td>"
+            f"<td{NOWRAP}>{_badge(check['ok'])}</td>"
             f"<td>{_e(check['name'])}</td>"
             f"<td>{_e(check['detail'])}</td>"
             "</tr>"
         )
     return (
         '<table class="checks" width="100%" cellspacing="0" cellpadding="4" border="1">'
-        '<tr bgcolor="#eeeeee"><th width="11%">Result</th><th width="34%">Check</th><th>Figure</th></tr>'
+        f'<tr bgcolor="#eeeeee"><th{NOWRAP}>Result</th><th width="34%">Check</th><th width="56%">Figure</th></tr>'
         + "".join(rows)
         + "</table>"
     )
@@ -82,14 +88,13 @@ def _targets_table(result: DrillResult) -> str:
         ),
     ]
     body = "".join(
-        f"<tr><td>{_e(a)}</td><td><b>{_e(b)}</b></td><td>{_e(c)}</td><td>{_badge(ok)}</td></tr>"
+        f"<tr><td>{_e(a)}</td><td><b>{_e(b)}</b></td><td{NOWRAP}>{_e(c)}</td><td{NOWRAP}>{_badge(ok)}</td></tr>"
         for a, b, c, ok in rows
     )
     return (
         '<table width="100%" cellspacing="0" cellpadding="4" border="1">'
-        '<tr bgcolor="#eeeeee"><th width="40%">Measure</th><th width="30%">Measured</th><th width="19%">Target</th><th>Result</th></tr>'
-        + body
-        + "</table>"
+        '<tr bgcolor="#eeeeee"><th width="40%">Measure</th><th width="30%">Measured</th>'
+        f"<th{NOWRAP}>Target</th><th{NOWRAP}>Result</th></tr>" + body + "</table>"
     )
 
 
@@ -102,7 +107,7 @@ def _checklist_html(result: DrillResult) -> str:
     for item in run.checklist.items:
         state = run.states[item.id]
         if item.kind == "auto":
-            who = "drgui (automatic)"
+            who = "drgui<br>(automatic)"
             figure = f"<code>{_e(item.check)}</code>: {_e(state.detail or 'not run')}"
         else:
             who = _e(state.by) if state.by else "—"
@@ -112,15 +117,18 @@ def _checklist_html(result: DrillResult) -> str:
             if state.done
             else f'<span style="color:{GREY if item.kind == "manual" else RED}">open</span>'
         )
-        when = _e(state.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")) if state.at else "—"
+        when = _e(state.at.astimezone(UTC).strftime("%Y-%m-%d")) if state.at else "—"
+        if state.at:
+            when += "<br>" + _e(state.at.astimezone(UTC).strftime("%H:%M UTC"))
         rows.append(
-            f"<tr><td>{mark}</td><td>{_e(item.text)}</td><td>{who}</td><td>{when}</td><td>{figure}</td></tr>"
+            f"<tr><td{NOWRAP}>{mark}</td><td>{_e(item.text)}</td><td{NOWRAP}>{who}</td>"
+            f"<td{NOWRAP}>{when}</td><td>{figure}</td></tr>"
         )
     return (
         f"<p>{_e(run.checklist.title)}: <b>{done} of {total}</b> items done.</p>"
         '<table width="100%" cellspacing="0" cellpadding="4" border="1">'
-        '<tr bgcolor="#eeeeee"><th width="8%">State</th><th width="40%">Item</th><th width="13%">By</th>'
-        '<th width="13%">When</th><th>Detail / note</th></tr>' + "".join(rows) + "</table>"
+        f'<tr bgcolor="#eeeeee"><th{NOWRAP}>State</th><th width="26%">Item</th><th{NOWRAP}>By</th>'
+        f'<th{NOWRAP}>When</th><th width="48%">Detail / note</th></tr>' + "".join(rows) + "</table>"
     )
 
 

@@ -17,8 +17,6 @@ from drgui.core.setup import add_destination, add_source, init_plan
 from drgui.core.workspace import Workspace
 from tests.engine_fixtures import PASSPHRASE, write_env_file, write_folder
 
-pytestmark = pytest.mark.gui
-
 
 @pytest.fixture(scope="session")
 def template_home(tmp_path_factory: pytest.TempPathFactory) -> Home:
@@ -76,9 +74,11 @@ def shut_down_apps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """GUI tests fail on Qt warnings, except the offscreen platform's "does not support raise()" notes."""
+    """GUI tests are marked `gui` (a conftest's `pytestmark` marks nothing) and fail on Qt warnings,
+    except the offscreen platform's "does not support raise()" notes."""
     here = Path(__file__).parent
     for item in items:
         if Path(str(item.fspath)).parent == here:
+            item.add_marker(pytest.mark.gui)
             item.add_marker(pytest.mark.qt_log_level_fail("WARNING"))
             item.add_marker(pytest.mark.qt_log_ignore(r"This plugin does not support"))

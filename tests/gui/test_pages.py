@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 
 from drgui.core.backup import run_backup
 from drgui.core.home import Home
@@ -105,12 +105,13 @@ def test_snapshots_list_verify_deep_and_restore_a_folder(qtbot, started, tmp_pat
     qtbot.waitUntil(lambda: "intact" in page.message.text(), timeout=10_000)
     assert "deep" in page.message.text()
     dialog = page.restore_selected()
-    assert "new" in dialog.findChild(type(page.message), "productionGuard").text()
+    assert "new" in dialog.findChild(QLabel, "productionGuard").text()
     dialog.source_combo.setCurrentIndex(dialog.source_combo.findData("files"))
     target = tmp_path / "restored"
     dialog.target.setText(str(target))
     dialog.start_button.click()
-    qtbot.waitUntil(lambda: "checks passed" in dialog.status.text(), timeout=60_000)
+    qtbot.waitUntil(lambda: "check passed" in dialog.status.text(), timeout=60_000)
+    assert "1 check passed" in dialog.status.text()  # one folder, one hash check: singular
     assert (target / "invoices" / "2025" / "inv-0001.pdf").exists()
 
 
@@ -150,7 +151,7 @@ def test_drills_page_lists_history_and_start_has_a_way_forward(qtbot, started) -
     page.reload()
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=30_000)
     assert page.table.item(0, 1).text() == "✓ passed"
-    assert page.table.item(0, 3).text().startswith("12 min 34 s")
+    assert page.table.item(0, 3).text().startswith("12m")
     assert page.table.item(0, 4).text() == ""
 
 
@@ -237,7 +238,8 @@ def test_shutdown_stops_refreshes_and_drops_late_results(qtbot, files_ws) -> Non
     assert app.controller.closed
     assert not app.controller.refresh_timer.isActive()
     assert not app.reminders.timer.isActive()
-    qtbot.wait(200)  # the queued result is delivered now, and dropped
+    # The job's `done` is queued after its result: once the worker has no job, the result was delivered.
+    qtbot.waitUntil(lambda: not app.controller.worker.active, timeout=30_000)
     app.controller.refresh()
     assert not app.controller.worker.active
     assert shown == []

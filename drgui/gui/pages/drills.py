@@ -16,11 +16,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from drgui.core import fmt, schedule
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import heading_row, muted, title
+from drgui.gui.widgets import MessageLine, heading_row, muted, title
 
 
 def checks_text(detail: dict) -> str:
@@ -53,12 +54,9 @@ class DrillsPage(QWidget):
             "startRestoreTestButton",
             self.start_restore_test,
         )
-        layout.addWidget(
-            muted(
-                "Once a month drgui restores the latest snapshot into a scratch database, compares every "
-                "table and file with what was backed up, and measures how long recovery takes (RTO)."
-            )
-        )
+        self.about = muted()
+        self.about.setObjectName("drillSchedule")
+        layout.addWidget(self.about)
         self.table = QTableWidget(0, 6)
         self.table.setObjectName("drillsTable")
         self.table.setHorizontalHeaderLabels(
@@ -68,17 +66,39 @@ class DrillsPage(QWidget):
         self.table.cellDoubleClicked.connect(self.open_report)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        # the short columns fit their text; the snapshot id takes what is left (elided, whole in its
+        # tooltip): at 800x600 the table fits the window instead of scrolling sideways
+        header = self.table.horizontalHeader()
+        for column in (0, 1, 3, 4, 5):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         layout.addWidget(self.table, 1)
-        self.message = muted("")
-        self.message.setObjectName("drillMessage")
+        self.empty_hint = muted("No restore test yet. A backup is only proven by a restore: start one.")
+        self.empty_hint.setObjectName("drillEmptyHint")
+        self.empty_hint.hide()
+        layout.addWidget(self.empty_hint)
+        self.message = MessageLine(controller, "drillMessage")
         layout.addWidget(self.message)
         self.wizard = None
         self.reports: list[Path | None] = []
         controller.status_changed.connect(self.reload)
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.reload()  # re-entering the page shows the history as it is now
+
+    def show_schedule(self) -> None:
+        """The schedule in the words Settings and the dashboard use ("first Sunday of the month, 19:00")."""
+        rule = self.controller.ws.plan.schedule.get("drill", schedule.PRESETS["drill"])
+        self.about.setText(
+            f"Scheduled: {fmt.describe_rule(rule)}. A restore test restores the latest snapshot into a "
+            "scratch database, compares every table and file with what was backed up, and measures how "
+            "long recovery takes (RTO)."
+        )
+
     @Slot()
     def reload(self, _status=None) -> None:
+        self.show_schedule()
         job = self.controller.worker.job("Drill history", DrillHistoryWork(self.controller.ws))
         job.finished.connect(self.show_runs)
         self.controller.worker.start(job)
@@ -111,21 +131,26 @@ class DrillsPage(QWidget):
                 run.snapshot_id or "",
                 f"{humanize.duration(rto)} (target {humanize.duration(target)})" if rto else "",
                 checks_text(run.detail),
-                str(self.reports[row] or ""),
+                # the file's name (double-click opens it); the whole path is the tooltip: the table
+                # fits the window instead of scrolling sideways for a long path
+                self.reports[row].name if self.reports[row] else "",
             ]
             for column, text in enumerate(cells):
-                self.table.setItem(row, column, QTableWidgetItem(text))
-        for column in range(5):
-            self.table.resizeColumnToContents(column)
-        if not runs:
-            self.message.setText("No restore test yet. A backup is only proven by a restore: start one.")
+                item = QTableWidgetItem(text)
+                if column == 2 and text:
+                    item.setToolTip(text)
+                if column == 5 and self.reports[row]:
+                    item.setToolTip(str(self.reports[row]))
+                self.table.setItem(row, column, item)
+        # derived from the runs shown, set or cleared on every reload (not a message that could go stale)
+        self.empty_hint.setVisible(not runs)
 
     @Slot()
     def start_restore_test(self) -> None:
         try:
             module = importlib.import_module("drgui.gui.restore_wizard")
         except ModuleNotFoundError:
-            self.message.setText(
+            self.message.say(
                 "The guided restore test is not installed in this build. Run `drgui drill` in a terminal: "
                 "it does the same checks and saves the report here."
             )

@@ -7,7 +7,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QMessageBox,
     QPushButton,
     QTableWidget,
@@ -23,11 +22,9 @@ from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.dialogs import KIND_LABELS, AddDialog
-from drgui.gui.widgets import muted, title
+from drgui.gui.widgets import MessageLine, muted, title
 
-BUSY = "color: #57606a;"
-DONE = "color: #2da44e; font-weight: 600;"
-ERROR = "color: #cf222e;"
+BUSY, DONE, ERROR = "busy", "done", "error"  # MessageLine levels
 
 
 class TestWork:
@@ -84,9 +81,7 @@ class PlanItemsPage(QWidget):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
-        self.message = QLabel()
-        self.message.setObjectName("testResult")
-        self.message.setWordWrap(True)
+        self.message = MessageLine(controller, "testResult")
         layout.addWidget(self.message)
         self.dialog: AddDialog | None = None
         controller.status_changed.connect(self.show_status)
@@ -128,7 +123,7 @@ class PlanItemsPage(QWidget):
     def test_selected(self) -> None:
         name = self.selected_name()
         if not name:
-            self.message.setText("Select a row first.")
+            self.say("Select a row first.")
             return
         self.say(f"Testing '{name}'…")
         self.test_button.setEnabled(False)
@@ -147,13 +142,12 @@ class PlanItemsPage(QWidget):
         self.test_button.setEnabled(True)
         self.say_error(error)
 
-    def say(self, text: str, style: str = BUSY) -> None:
-        """The line under the buttons: work under way (grey), done (green) or an error (red)."""
-        self.message.setStyleSheet(style)
-        self.message.setText(text)
+    def say(self, text: str, level: str = BUSY) -> None:
+        """The line under the buttons (a MessageLine: it goes when the state it describes moves on)."""
+        self.message.say(text, level)
 
     def say_error(self, error: DrguiError) -> None:
-        self.say(f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else ""), ERROR)
+        self.message.say_error(error)
 
     @Slot()
     def remove_selected(self) -> None:

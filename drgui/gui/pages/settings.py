@@ -14,30 +14,41 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core import schedule
+from drgui.core import fmt, schedule
 from drgui.core.config import format_duration, parse_duration
 from drgui.core.errors import DrguiError
 from drgui.core.secrets import backend_status
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DRIVE_SYNC_SETTING, drive_sync_mode
-from drgui.gui.widgets import Card, muted, scrolling_page, title
+from drgui.gui.widgets import Card, MessageLine, muted, scrolling_page, title
 
-SCHEDULE_CHOICES = {
+SCHEDULE_RULES = {
     "backup": [
-        ("Every day at 02:00", schedule.PRESETS["backup"]),
-        ("Every 6 hours", "FREQ=HOURLY;INTERVAL=6;BYMINUTE=0;BYSECOND=0"),
-        ("Every hour", "FREQ=HOURLY;BYMINUTE=0;BYSECOND=0"),
+        schedule.PRESETS["backup"],
+        "FREQ=HOURLY;INTERVAL=6;BYMINUTE=0;BYSECOND=0",
+        "FREQ=HOURLY;BYMINUTE=0;BYSECOND=0",
     ],
     "weekly_review": [
-        ("Sunday 19:00", schedule.PRESETS["weekly_review"]),
-        ("Monday 09:00", "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0"),
-        ("Friday 17:00", "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0;BYSECOND=0"),
+        schedule.PRESETS["weekly_review"],
+        "FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0;BYSECOND=0",
+        "FREQ=WEEKLY;BYDAY=FR;BYHOUR=17;BYMINUTE=0;BYSECOND=0",
     ],
     "drill": [
-        ("First Sunday of the month, 19:00", schedule.PRESETS["drill"]),
-        ("First Monday of the month, 10:00", "FREQ=MONTHLY;BYDAY=1MO;BYHOUR=10;BYMINUTE=0;BYSECOND=0"),
+        schedule.PRESETS["drill"],
+        "FREQ=MONTHLY;BYDAY=1MO;BYHOUR=10;BYMINUTE=0;BYSECOND=0",
     ],
+}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# The labels are the rules in words, as the dashboard and the tray describe them (one describer)
+SCHEDULE_CHOICES = {
+    key: [(_sentence(fmt.describe_rule(rule)), rule) for rule in rules]
+    for key, rules in SCHEDULE_RULES.items()
 }
 SCHEDULE_LABELS = {"backup": "Backups", "weekly_review": "Weekly review", "drill": "Restore test"}
 CUSTOM = "Custom rule (RFC 5545)…"
@@ -123,10 +134,9 @@ class SettingsPage(QWidget):
         self.save_button.setObjectName("saveSettingsButton")
         self.save_button.clicked.connect(self.save)
         save_row.addWidget(self.save_button)
-        self.message = QLabel()
-        self.message.setObjectName("settingsMessage")
-        self.message.setWordWrap(True)
+        self.message = MessageLine(controller, "settingsMessage")
         save_row.addWidget(self.message, 1)
+        save_row.addStretch(0)
         layout.addLayout(save_row)
 
         self.retention = Card("Retention (per destination)")
@@ -192,8 +202,7 @@ class SettingsPage(QWidget):
             )
             rules = {key: schedule.validate_rule(edit.text().strip()) for key, edit in self.rules.items()}
         except DrguiError as error:
-            self.message.setStyleSheet("color: #cf222e;")
-            self.message.setText(f"<b>{error.message}</b>" + (f" {error.hint}" if error.hint else ""))
+            self.message.say_error(error)
             return False
         ws.plan.rpo_seconds = rpo
         ws.plan.rto_seconds = rto
@@ -201,9 +210,9 @@ class SettingsPage(QWidget):
         ws.plan.reminders[DRIVE_SYNC_SETTING] = self.drive_sync.currentData()
         ws.save()
         ws.history.append_event("settings.schedule", {"schedule": rules})
-        self.message.setStyleSheet("color: #2da44e;")
-        self.message.setText(
-            f"Saved. RPO {humanize.duration(ws.plan.rpo_seconds)}, RTO {humanize.duration(ws.plan.rto_seconds)}."
+        self.message.say(
+            f"Saved. RPO {humanize.duration(ws.plan.rpo_seconds)}, RTO {humanize.duration(ws.plan.rto_seconds)}.",
+            "done",
         )
         self.controller.refresh()
         return True

@@ -32,7 +32,8 @@ from drgui.core.verify import verify_snapshot
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.widgets import muted, title
+from drgui.gui.humanize import plural
+from drgui.gui.widgets import MessageLine, muted, title
 from drgui.gui.worker import Job
 
 GUARD_TEXT = (
@@ -207,7 +208,9 @@ class RestoreDialog(QDialog):
             )
         else:
             self.status.setStyleSheet("color: #2da44e; font-weight: 600;")
-            self.status.setText(f"Restored into {result.target}: {len(result.checks)} checks passed.")
+            self.status.setText(
+                f"Restored into {result.target}: {plural(len(result.checks), 'check')} passed."
+            )
 
     @Slot(object)
     def on_failed(self, error: DrguiError) -> None:
@@ -285,8 +288,10 @@ class SnapshotsPage(QWidget):
             actions.addWidget(widget)
         actions.addStretch(1)
         layout.addLayout(actions)
-        self.message = muted("")
-        self.message.setObjectName("verifyResult")
+        self.summary = muted("")
+        self.summary.setObjectName("snapshotsSummary")
+        layout.addWidget(self.summary)
+        self.message = MessageLine(controller, "verifyResult")
         layout.addWidget(self.message)
         self.dialog: RestoreDialog | None = None
         self.fill_destinations()
@@ -313,7 +318,7 @@ class SnapshotsPage(QWidget):
     def reload(self) -> None:
         dest = self.dest_combo.currentData()
         if not dest:
-            self.message.setText("No destination yet: add one on the Destinations page.")
+            self.summary.setText("No destination yet: add one on the Destinations page.")
             return
         job = self.controller.worker.job("List snapshots", ListWork(self.ws, dest))
         job.finished.connect(self.show_snapshots)
@@ -344,9 +349,12 @@ class SnapshotsPage(QWidget):
             self.table.resizeColumnToContents(column)
         if self.snapshots:
             self.table.selectRow(0)
-            self.message.setText(f"{len(self.snapshots)} snapshot(s) on '{self.dest_combo.currentData()}'.")
+            count = len(self.snapshots)
+            self.summary.setText(
+                f"{count} snapshot{'' if count == 1 else 's'} on '{self.dest_combo.currentData()}'."
+            )
         else:
-            self.message.setText("No snapshot here yet. Click Back up now on the Dashboard.")
+            self.summary.setText("No snapshot here yet. Click Back up now on the Dashboard.")
 
     def selected(self) -> dict | None:
         items = self.table.selectedItems()
@@ -363,7 +371,7 @@ class SnapshotsPage(QWidget):
     def verify(self, deep: bool) -> Job | None:
         snap = self.selected()
         if snap is None:
-            self.message.setText("Select a snapshot first.")
+            self.message.say("Select a snapshot first.")
             return None
         work = VerifyWork(self.ws, self.dest_combo.currentData(), snap["id"], deep)
         job = self.controller.worker.job("Verify", work)
@@ -374,34 +382,29 @@ class SnapshotsPage(QWidget):
         self.verify_bar.show()
         self.verify_quick.setEnabled(False)
         self.verify_deep.setEnabled(False)
-        self.message.setStyleSheet("")
-        self.message.setText(f"{'Deep' if deep else 'Quick'} check of {snap['id']}…")
+        self.message.say(f"{'Deep' if deep else 'Quick'} check of {snap['id']}…")
         self.controller.worker.start(job)
         return job
 
     @Slot(object)
     def on_verify_progress(self, event: Progress) -> None:
         if event.bytes_done:
-            self.message.setText(f"Checked {humanize.size(event.bytes_done)}…")
+            self.message.say(f"Checked {humanize.size(event.bytes_done)}…")
 
     @Slot(object)
     def on_verified(self, result) -> None:
         if result.ok:
-            self.message.setStyleSheet("color: #2da44e; font-weight: 600;")
-            self.message.setText(
+            self.message.say(
                 f"✓ Snapshot {result.snapshot_id} is intact ({'deep' if result.deep else 'quick'} check, "
-                f"{len(result.checked)} checks)."
+                f"{len(result.checked)} checks).",
+                "done",
             )
         else:
-            self.message.setStyleSheet("color: #cf222e;")
-            self.message.setText("Problems found:<br>" + "<br>".join(result.problems))
+            self.message.say("Problems found:<br>" + "<br>".join(result.problems), "error")
 
     @Slot(object)
     def on_failed(self, error: DrguiError) -> None:
-        self.message.setStyleSheet("color: #cf222e;")
-        self.message.setText(
-            f"<b>{error.message}</b>" + (f"<br>What to do: {error.hint}" if error.hint else "")
-        )
+        self.message.say_error(error)
 
     @Slot()
     def on_verify_done(self) -> None:
@@ -413,7 +416,7 @@ class SnapshotsPage(QWidget):
     def restore_selected(self) -> RestoreDialog | None:
         snap = self.selected()
         if snap is None:
-            self.message.setText("Select a snapshot first.")
+            self.message.say("Select a snapshot first.")
             return None
         self.dialog = RestoreDialog(self, snap, self.dest_combo.currentData())
         self.dialog.open()
