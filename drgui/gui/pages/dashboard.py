@@ -22,6 +22,7 @@ from drgui.gui.widgets import (
     STATE_COLORS,
     STATE_WORDS,
     Card,
+    MessageLine,
     clear_layout,
     dot,
     heading_row,
@@ -112,10 +113,7 @@ class DashboardPage(QWidget):
         self.progress_card.hide()
         layout.addWidget(self.progress_card)
 
-        self.result_label = QLabel()
-        self.result_label.setObjectName("backupResult")
-        self.result_label.setWordWrap(True)
-        self.result_label.hide()
+        self.result_label = MessageLine(controller, "backupResult")
         layout.addWidget(self.result_label)
 
         top = QHBoxLayout()
@@ -196,10 +194,14 @@ class DashboardPage(QWidget):
 
     def _fill_next(self, status: Status) -> None:
         clear_layout(self.next_grid)
+        plan = self.controller.ws.plan
         rows = [
             ("Next backup", humanize.when(status.next.get("backup"))),
-            ("Weekly review", humanize.when(status.next.get("weekly_review"))),
-            ("Restore test", humanize.when(status.next.get("drill"))),
+            (
+                "Weekly review",
+                humanize.next_run(plan.schedule, "weekly_review", status.next.get("weekly_review")),
+            ),
+            ("Restore test", humanize.next_run(plan.schedule, "drill", status.next.get("drill"))),
         ]
         drill = status.last_drill
         if drill:
@@ -337,9 +339,8 @@ class DashboardPage(QWidget):
         row.update_from(event)
 
     def _result(self, color: str, text: str) -> None:
+        self.result_label.say(text)
         self.result_label.setStyleSheet(f"color: {color}; font-weight: 600;")
-        self.result_label.setText(text)
-        self.result_label.show()
 
     @Slot(object)
     def on_finished(self, result) -> None:
