@@ -102,7 +102,7 @@ def verify_latest_ok(ws: Workspace, now: datetime) -> CheckResult:
     failed = {
         r.target
         for r in ws.history.runs("verify")
-        if r.snapshot_id == last.snapshot_id and r.status == "failed"
+        if r.target is not None and r.snapshot_id == last.snapshot_id and r.status == "failed"
     }
     dests = [d.name for d in ws.plan.destinations]
     missing = [d for d in dests if d not in verified]

@@ -363,6 +363,7 @@ def _parse_item(raw: Any, where: str, origin: str, variables: Mapping[str, Varia
     kind = _text(raw, "kind", origin, f"{where}.kind", required=False) or ("auto" if check else "manual")
     if kind not in ("manual", "auto"):
         raise _invalid(origin, f"{where}.kind", 'must be "manual" or "auto"')
+    item_kind: ItemKind = "auto" if kind == "auto" else "manual"
     help_text = _text(raw, "help", origin, f"{where}.help", required=False)
     done_when = _text(raw, "done_when", origin, f"{where}.done_when", required=False)
     section = _text(raw, "section", origin, f"{where}.section", required=False)
@@ -421,7 +422,7 @@ def _parse_item(raw: Any, where: str, origin: str, variables: Mapping[str, Varia
     return Item(
         id=item_id,
         text=text,
-        kind=kind,
+        kind=item_kind,
         check=check,
         help=help_text,
         done_when=done_when,
@@ -561,7 +562,7 @@ class ChecklistRun:
             )
         _require_aware(at, "at")
         for item in self.checklist.items:
-            if item.kind == "auto" and item.check in results:
+            if item.kind == "auto" and item.check is not None and item.check in results:
                 ok, detail = results[item.check]
                 self.states[item.id] = ItemState(
                     item_id=item.id, done=bool(ok), by=AUTO_BY, at=at, auto=True, detail=detail

@@ -7,6 +7,7 @@ stock `age` binary can decrypt any part: `age -d -i key.txt part.age`.
 from __future__ import annotations
 
 import base64
+import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,7 +81,8 @@ def passphrase_problem(passphrase: str) -> str | None:
 
 def wrap_identity(pair: KeyPair, passphrase: str, *, armored: bool = False) -> bytes:
     """The key file encrypted with the recovery passphrase (age scrypt): identity.age."""
-    return pyrage.passphrase.encrypt(pair.key_file_text().encode(), passphrase, armored=armored)
+    wrapped: bytes = pyrage.passphrase.encrypt(pair.key_file_text().encode(), passphrase, armored=armored)
+    return wrapped
 
 
 def dearmor(data: bytes) -> bytes:
@@ -149,7 +151,7 @@ def encrypt_stream(reader: BinaryIO, writer: BinaryIO, recipient: str) -> None:
         raise OperationFailed(f"Encryption failed: {error}.") from None
 
 
-def decrypt_stream(reader: BinaryIO, writer: BinaryIO, identity: str) -> None:
+def decrypt_stream(reader: BinaryIO, writer: BinaryIO | io.RawIOBase, identity: str) -> None:
     """Stream-decrypt; a wrong key or any corrupted byte raises OperationFailed."""
     try:
         pyrage.decrypt_io(reader, writer, [x25519.Identity.from_str(identity)])
@@ -163,12 +165,14 @@ def decrypt_stream(reader: BinaryIO, writer: BinaryIO, identity: str) -> None:
 
 
 def encrypt_bytes(data: bytes, recipient: str) -> bytes:
-    return pyrage.encrypt(data, [x25519.Recipient.from_str(recipient)])
+    cipher: bytes = pyrage.encrypt(data, [x25519.Recipient.from_str(recipient)])
+    return cipher
 
 
 def decrypt_bytes(data: bytes, identity: str) -> bytes:
     try:
-        return pyrage.decrypt(data, [x25519.Identity.from_str(identity)])
+        plain: bytes = pyrage.decrypt(data, [x25519.Identity.from_str(identity)])
+        return plain
     except pyrage.DecryptError:
         raise OperationFailed(
             "Decryption failed: the data is corrupted or was encrypted for another key."

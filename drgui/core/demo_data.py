@@ -201,7 +201,7 @@ def _scale(target_bytes: int) -> tuple[int, int, int]:
 
 
 def _run(conn: psycopg.Connection[Any], template: str, seed: int, **counts: int) -> int:
-    cursor = conn.execute(sql.SQL(template.format(**counts)), {"seed": seed})  # type: ignore[arg-type]
+    cursor = conn.execute(sql.SQL(template.format(**counts)), {"seed": seed})
     return cursor.rowcount
 
 

@@ -160,7 +160,8 @@ def _sha256(data: bytes) -> str:
 
 def _read_meta(directory: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((directory / META_FILE).read_bytes())
+        meta: dict[str, Any] = json.loads((directory / META_FILE).read_bytes())
+        return meta
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -128,7 +128,7 @@ class _DecompressingWriter(io.RawIOBase):
 
 
 def read_part(
-    record: PartRecord | dict,
+    record: PartRecord | dict[str, Any],
     reader: BinaryIO,
     identity: str,
     sink: BinaryIO | None,
