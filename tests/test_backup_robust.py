@@ -111,7 +111,7 @@ def test_vanished_folder_does_not_stop_the_database(
     snapshot = data["snapshot"]
     listed = ok(plan.cli("--json", "snapshots")).json()
     assert [row["id"] for row in listed] == [snapshot] and listed[0]["complete"]
-    assert not list((plan.dest_dir / "snapshots" / snapshot / "parts").glob("files*"))
+    assert not list((plan.snapshots_root / snapshot / "parts").glob("files*"))
     assert ok(plan.cli("--json", "verify", snapshot, "--deep")).json()["ok"]
     assert restored_rows(plan, pg18_db, snapshot) == 250
 
@@ -178,7 +178,7 @@ def test_a_source_failing_mid_stream_leaves_no_part_behind(
     by_name = {s["name"]: s for s in data["sources"]}
     assert by_name["files"]["ok"] and not by_name["repo"]["ok"]
     assert "repo" in by_name["repo"]["error"]
-    snapshot_dir = plan.dest_dir / "snapshots" / data["snapshot"]
+    snapshot_dir = plan.snapshots_root / data["snapshot"]
     assert not (snapshot_dir / "parts" / "repo").exists()
     index = json.loads((snapshot_dir / "index.json").read_text())
     assert [s["name"] for s in index["sources"]] == ["files"]
@@ -202,7 +202,7 @@ def test_every_source_failing_writes_no_snapshot(new_plan: Callable[..., Plan]) 
     assert data["ok"] is False and "No source could be backed up" in data["error"]
     assert "'a'" in data["error"] and "'b'" in data["error"]
     assert ok(plan.cli("--json", "snapshots")).json() == []
-    assert not list((plan.dest_dir / "snapshots").glob("*"))
+    assert not list((plan.snapshots_root).glob("*"))
 
 
 # --- item 6: interrupted copies are retried; a killed run is interrupted, not running ---------------
@@ -229,7 +229,7 @@ def big_file(folder: Path, megabytes: int) -> None:
 def kill_during_copy(plan: Plan, copying: Callable[[], bool]) -> str:
     """Start `drgui backup`, SIGKILL it as soon as `copying()` says the copy to the second destination
     has started; return the id of the snapshot that is complete on the primary destination."""
-    primary = LocalDestination.at(plan.dest_dir, "local")
+    primary = LocalDestination.at(plan.dest_dir / plan.plan_id, "local")
     before = primary.snapshot_ids()
     process = subprocess.Popen(
         cli_argv(plan.home, "--json", "backup"),
@@ -293,8 +293,8 @@ def test_kill_9_during_copy_to_a_second_local_destination_is_retried(
     second = add_second_local(plan)
     ok(plan.cli("--json", "backup"))  # a first, good run: run-due has no backup due after it
     big_file(plan.work / "uploads", 400)
-    snapshot = kill_during_copy(plan, partial_dir_exists(second))
-    assert snapshot not in LocalDestination.at(second, "second").snapshot_ids()
+    snapshot = kill_during_copy(plan, partial_dir_exists(second / plan.plan_id))
+    assert snapshot not in LocalDestination.at(second / plan.plan_id, "second").snapshot_ids()
     assert_interrupted_not_running(plan, snapshot, "second")
 
     result = plan.cli("--json", retry_with)
@@ -305,8 +305,8 @@ def test_kill_9_during_copy_to_a_second_local_destination_is_retried(
     else:
         assert data["backup"]["due"] is False, data
         assert data["queue"] == {"copied": [f"{snapshot}->second"], "waiting": 0}
-    assert snapshot in LocalDestination.at(second, "second").snapshot_ids()
-    assert not (second / "snapshots" / f"{snapshot}.partial").exists()
+    assert snapshot in LocalDestination.at(second / plan.plan_id, "second").snapshot_ids()
+    assert not (second / plan.plan_id / "snapshots" / f"{snapshot}.partial").exists()
     assert ok(plan.cli("--json", "verify", snapshot, "--dest", "second", "--deep")).json()["ok"]
     assert ok(plan.cli("--json", "status")).json()["queue"] == []
 
@@ -321,7 +321,7 @@ def test_kill_9_during_upload_to_s3_is_retried(
     big_file(plan.work / "uploads", 60)
 
     def uploading() -> bool:
-        return bool(s3_bucket.uploads("acme/snapshots/"))
+        return bool(s3_bucket.uploads(f"acme/{plan.plan_id}/snapshots/"))
 
     snapshot = kill_during_copy(plan, uploading)
     ws = Workspace(Home.resolve(plan.home))
@@ -336,7 +336,7 @@ def test_kill_9_during_upload_to_s3_is_retried(
     if retry_with == "run-due":
         assert data["backup"]["due"] is False and data["queue"]["waiting"] == 0, data
     assert snapshot in s3.snapshot_ids()
-    assert s3_bucket.uploads("acme/snapshots/") == []  # the killed upload was aborted, not left to bill
+    assert s3_bucket.uploads(f"acme/{plan.plan_id}/snapshots/") == []  # the killed upload was aborted, not left to bill
     assert ok(plan.cli("--json", "verify", snapshot, "--dest", "s3", "--deep")).json()["ok"]
 
 
