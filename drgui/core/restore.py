@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from drgui.core import pgtools, scratch
-from drgui.core.destinations.base import Destination, latest_complete
+from drgui.core.destinations.base import Destination, latest_complete, ordered
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
 from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
 from drgui.core.pipeline import read_part
@@ -91,8 +91,10 @@ def resolve_snapshot(
                 f"No complete snapshot on destination '{dest.name}' holds source '{source}'.",
                 hint="Back it up with `drgui backup`, or pick another destination with --dest.",
             )
+        damaged = ordered([info for info in found if not info.complete])
+        why = f": {damaged[-1].snapshot_id} is not complete ({damaged[-1].problem})" if damaged else ""
         raise OperationFailed(
-            f"Destination '{dest.name}' holds no complete snapshot.",
+            f"Destination '{dest.name}' holds no complete snapshot{why}.",
             hint="Run `drgui backup` first, or pick another destination with --dest.",
         )
     ids = [info.snapshot_id for info in found]
