@@ -309,11 +309,13 @@ def burn_cpu(seconds: float) -> None:
 
 def test_restore_into_postgresql_15_under_load(pg15_backup: BackedUp) -> None:
     cluster = pg15_backup.database.cluster
-    burners = [multiprocessing.Process(target=burn_cpu, args=(600,), daemon=True) for _ in range(2)]
+    # One core kept busy (the suite may be running beside other work: more would only make it slow);
+    # the deterministic proof is the interleaved-stderr test above.
+    burners = [multiprocessing.Process(target=burn_cpu, args=(180,), daemon=True)]
     for burner in burners:
         burner.start()
     try:
-        for attempt in range(4):
+        for attempt in range(2):
             target = f"{pg15_backup.database.dbname}_load{attempt}"
             try:
                 result = one_json(
