@@ -131,7 +131,7 @@ def test_steps_are_reported_in_order(app_plan) -> None:
         if not seen or seen[-1] != event.step:
             seen.append(event.step)
 
-    result = run_drill(ws, progress=progress, write_report=False, now=datetime.now(UTC))
+    result = run_drill(ws, progress=progress, now=datetime.now(UTC))
     assert result.ok, result.failed_checks
     order = [name for name, _title in DRILL_STEPS]
     wanted = [s for s in order if s in seen]

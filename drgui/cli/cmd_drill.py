@@ -5,6 +5,7 @@ from __future__ import annotations
 from drgui.cli.common import add_command, workspace
 from drgui.core.config import format_duration
 from drgui.core.drill import run_drill
+from drgui.report.drill_report import write_report
 
 
 def register(sub, common) -> None:
@@ -23,7 +24,14 @@ def register(sub, common) -> None:
 
 def run(args, out) -> int:
     ws = workspace(args)
-    result = run_drill(ws, args.snapshot, scratch=args.scratch, dest_name=args.dest, progress=out.progress)
+    result = run_drill(
+        ws,
+        args.snapshot,
+        scratch=args.scratch,
+        dest_name=args.dest,
+        progress=out.progress,
+        report=write_report,
+    )
     lines = [
         f"Restore drill of {result.snapshot_id} from {result.destination}: {'PASS' if result.ok else 'FAIL'}",
         f"  RTO {format_duration(result.rto_seconds or 0)} (target {format_duration(result.rto_target)}), "

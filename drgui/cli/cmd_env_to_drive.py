@@ -13,7 +13,7 @@ from drgui.core.envsync import (
     sync_env_to_drive,
 )
 from drgui.core.errors import EXIT_PARTIAL, DrguiError, UsageError
-from drgui.core.setup import read_secret_file
+from drgui.core.secrets import read_secret_file
 
 
 def register(sub, common) -> None:

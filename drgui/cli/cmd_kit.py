@@ -7,7 +7,7 @@ from pathlib import Path
 from drgui.cli.common import add_command, workspace
 from drgui.cli.output import read_secret
 from drgui.core.home import Home
-from drgui.core.setup import read_secret_file
+from drgui.core.secrets import read_secret_file
 
 
 def register(sub, common) -> None:

@@ -6,7 +6,8 @@ import os
 
 from drgui.cli.common import add_command, workspace
 from drgui.core.errors import UsageError
-from drgui.core.setup import add_source, read_secret_file, remove_source
+from drgui.core.secrets import read_secret_file
+from drgui.core.setup import add_source, remove_source
 from drgui.core.sources.registry import open_source
 
 

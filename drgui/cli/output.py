@@ -67,7 +67,7 @@ class Output:
 
 def read_secret(option_value: str | None, option_name: str, prompt: str, *, confirm: bool = False) -> str:
     """A secret from --...-file, else a prompt on a terminal, else exit 2 naming the option."""
-    from drgui.core.setup import read_secret_file
+    from drgui.core.secrets import read_secret_file
 
     if option_value:
         return read_secret_file(option_value, option_name.lstrip("-").replace("-file", ""))

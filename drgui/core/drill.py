@@ -5,6 +5,10 @@ each step of ``DRILL_STEPS`` through ``Progress(step=...)`` so a UI can show whe
 ``cancel`` between steps (and inside downloads and pg_restore), and always cleans up: the scratch
 PostgreSQL is stopped and its directory removed, temp files go, whether the drill passed, failed,
 was cancelled or was interrupted.
+
+The report's look (HTML, PDF) is not the engine's: the caller passes a ``ReportWriter``
+(``drgui.report.drill_report.write_report``) to ``run_drill``, ``save_report`` and ``sign_off``,
+so the engine imports neither the report module nor Qt.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import secrets
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +35,7 @@ from drgui.core import autochecks, checklists, pgtools
 from drgui.core.config import format_duration
 from drgui.core.destinations.base import Destination
 from drgui.core.errors import Cancelled, DrguiError, UsageError
+from drgui.core.fsutil import atomic_write_text
 from drgui.core.pgtools import EmbeddedCluster
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
 from drgui.core.restore import (
@@ -148,6 +155,10 @@ class DrillResult:
         values["started"] = datetime.fromisoformat(values["started"])
         values["finished"] = datetime.fromisoformat(values["finished"]) if values.get("finished") else None
         return cls(**values)
+
+
+ReportWriter = Callable[[DrillResult, Path, Path], None]
+"""Writes a drill's report to (html path, pdf path): `drgui.report.drill_report.write_report`."""
 
 
 def new_drill_id(start: datetime) -> str:
@@ -296,9 +307,11 @@ def run_drill(
     cancel: CancelToken | None = None,
     checklist_answers: Mapping[str, Answer] | None = None,
     now: datetime | None = None,
-    write_report: bool = True,
+    report: ReportWriter | None = None,
 ) -> DrillResult:
-    """Run every step of DRILL_STEPS; returns the result (ok or not). Raises on cancel or bad usage."""
+    """Run every step of DRILL_STEPS; returns the result (ok or not). Raises on cancel or bad usage.
+
+    With `report`, the report is saved (`save_report`) as the last step; without, the caller saves it."""
     cancel = cancel or CancelToken()
     started = now or datetime.now(UTC)
     clock = time.monotonic()
@@ -350,9 +363,9 @@ def run_drill(
     folder = report_dir(ws, result.drill_id)
     result.report_html, result.report_pdf = str(folder / "report.html"), str(folder / "report.pdf")
     ws.history.finish_run(result.run_id, "ok" if result.ok else "failed", detail=_history_detail(result))
-    if write_report:
+    if report is not None:
         step("report", "Saving the report")
-        save_report(ws, result)
+        save_report(ws, result, report)
     return result
 
 
@@ -381,7 +394,8 @@ def _restore_and_check(
         manifest, manifest_error = None, error.message
     databases = [e for e in manifest["sources"] if e["kind"] == "postgres"] if manifest else []
     # The scratch server starts (initdb + postgres, about a second) while we verify and decrypt.
-    starter, start_errors = None, []
+    starter: threading.Thread | None = None
+    start_errors: list[BaseException] = []
     if databases:
         step("scratch", "Starting a scratch PostgreSQL")
         major = int(databases[0].get("server_version_num", 0)) // 10000 or None
@@ -603,7 +617,7 @@ def _smoke(
         try:
             with psycopg.connect(conninfo, password=password, autocommit=True, connect_timeout=10) as conn:
                 conn.execute("SET statement_timeout = '60s'")
-                row = conn.execute(sql.SQL(query)).fetchone()  # type: ignore[arg-type]
+                row = conn.execute(sql.SQL(query)).fetchone()
         except psycopg.Error as error:
             _check(result, "smoke", name, False, f"{query} → error: {str(error).strip().splitlines()[0]}")
             continue
@@ -737,22 +751,14 @@ def report_dir(ws: Workspace, drill_id: str) -> Path:
     return ws.home.reports_dir / drill_id
 
 
-def save_report(ws: Workspace, result: DrillResult) -> None:
-    """report.html, report.pdf and drill.json under reports/<drill id>/; pin the snapshot behind it."""
-    from drgui.core.fsutil import atomic_write_text
-
-    # The report module uses Qt for the PDF; imported here so the engine itself stays Qt-free.
-    from drgui.report import drill_report
-
+def save_report(ws: Workspace, result: DrillResult, write: ReportWriter) -> None:
+    """report.html and report.pdf (by `write`) and drill.json under reports/<drill id>/; pin the snapshot
+    behind it."""
     folder = report_dir(ws, result.drill_id)
     folder.mkdir(parents=True, exist_ok=True)
     html_path, pdf_path = folder / "report.html", folder / "report.pdf"
     result.report_html, result.report_pdf = str(html_path), str(pdf_path)
-    html = drill_report.render_html(result)
-    atomic_write_text(html_path, html, 0o644)
-    drill_report.write_pdf(drill_report.render_html(result, for_pdf=True), pdf_path)
-    import json
-
+    write(result, html_path, pdf_path)
     atomic_write_text(folder / "drill.json", json.dumps(result.to_dict(), indent=1, default=str), 0o644)
     for snapshot_id, reason in ws.history.pinned().items():
         if reason.startswith(PIN_REASON) and snapshot_id != result.snapshot_id:
@@ -765,8 +771,6 @@ def save_report(ws: Workspace, result: DrillResult) -> None:
 
 
 def load_result(ws: Workspace, drill_id: str) -> DrillResult:
-    import json
-
     path = report_dir(ws, drill_id) / "drill.json"
     return DrillResult.from_dict(json.loads(path.read_text("utf-8")))
 
@@ -777,6 +781,7 @@ def sign_off(
     answers: Mapping[str, Answer],
     *,
     by: str,
+    report: ReportWriter,
     notes: str = "",
     now: datetime | None = None,
 ) -> DrillResult:
@@ -791,7 +796,7 @@ def sign_off(
         result.checklist = run.to_dict()
     result.signed_by = by.strip()
     result.notes = notes.strip() or None
-    save_report(ws, result)
+    save_report(ws, result, report)
     ws.history.append_event(
         "drill.signed",
         {"drill": result.drill_id, "run": result.run_id, "by": result.signed_by, "ok": result.ok},

@@ -14,7 +14,6 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from drgui.core.errors import Cancelled, OperationFailed, UsageError
 from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
+from drgui.core.restore_result import RestoreResult
 from drgui.core.safety import take_safety_snapshot
 from drgui.core.secrets import redact
-from drgui.core.snapshot import snapshot_prefix
+from drgui.core.snapshot import find_part, snapshot_prefix
 from drgui.core.sources.postgres import (
     PostgresSource,
     child_env,
@@ -39,33 +39,9 @@ from drgui.core.sources.postgres import (
     describe_conninfo,
     split_dsn,
 )
+from drgui.core.sources.s3 import restore_bucket
 from drgui.core.verify import load_manifest
 from drgui.core.workspace import Workspace
-
-
-@dataclass
-class RestoreResult:
-    snapshot_id: str
-    source: str
-    target: str
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    safety_snapshot: str | None = None  # taken before an --overwrite replaced anything (design section 7)
-
-    @property
-    def ok(self) -> bool:
-        return all(c["ok"] for c in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "snapshot": self.snapshot_id,
-            "source": self.source,
-            "target": self.target,
-            "checks": self.checks,
-            "warnings": self.warnings,
-            "safety_snapshot": self.safety_snapshot,
-        }
 
 
 def resolve_snapshot(
@@ -231,10 +207,6 @@ def _decrypt_to_file(
         raise OperationFailed(f"{part['path']}: decrypted content does not match the manifest; not restored.")
 
 
-def _part(entry: dict[str, Any], name: str) -> dict[str, Any] | None:
-    return next((p for p in entry["parts"] if p["name"] == name), None)
-
-
 def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One check per table of the manifest: the exact row count after restore."""
     found = {(t["schema"], t["table"]): t["rows"] for t in actual}
@@ -295,7 +267,7 @@ def decrypt_dump(
     progress: ProgressCallback = ignore_progress,
 ) -> None:
     """Decrypt a postgres source's dump into `path` (pg_restore -j needs a file it can seek in)."""
-    part = _part(entry, "db.dump.zst")
+    part = find_part(entry, "db.dump.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
     progress(Progress("restore", entry["name"], "Downloading and decrypting the dump"))
@@ -333,7 +305,7 @@ def restore_database(
     else:
         params, password = split_dsn(to_dsn)
     result = RestoreResult(snapshot_id, entry["name"], describe_conninfo(params))
-    part = _part(entry, "db.dump.zst")
+    part = find_part(entry, "db.dump.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
     pg_restore = pgtools.find_tool("pg_restore")
@@ -445,7 +417,7 @@ def restore_folder(
     killed restore is removed by the next drgui command.
     """
     cancel = cancel or CancelToken()
-    part = _part(entry, "files.tar.zst") or _part(entry, "objects.tar.zst")
+    part = find_part(entry, "files.tar.zst") or find_part(entry, "objects.tar.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
     index_sha256 = next(
@@ -569,7 +541,7 @@ def restore_env(
     overwrite: bool = False,
     cancel: CancelToken | None = None,
 ) -> RestoreResult:
-    part = _part(entry, "env")
+    part = find_part(entry, "env")
     if part is None:
         raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
     to_dir.mkdir(parents=True, exist_ok=True)
@@ -601,7 +573,7 @@ def restore_git(
     identity: str,
     cancel: CancelToken | None = None,
 ) -> RestoreResult:
-    part = _part(entry, "repo.bundle")
+    part = find_part(entry, "repo.bundle")
     if part is None:
         raise OperationFailed(f"The snapshot has no git bundle for source '{entry['name']}'.")
     _ensure_empty_dir(to_dir, False)
@@ -667,10 +639,8 @@ def restore(
                 cancel=cancel,
             )
         elif kind == "s3" and to_bucket:
-            from drgui.core.sources.s3 import restore_bucket
-
             result = restore_bucket(
-                ws,
+                ws.sources([entry["name"]])[0],
                 dest,
                 snapshot_id,
                 entry,

@@ -9,7 +9,7 @@ import sys
 from typing import Any, NoReturn
 
 from drgui.core.errors import DestinationError, EnvironmentNotReady, UsageError
-from drgui.core.secrets import SecretStore, remember
+from drgui.core.secrets import SecretStore, read_secret_file, remember
 
 CREDENTIALS_KEYRING = "keyring"
 CREDENTIALS_PROFILE = "aws-profile"
@@ -33,8 +33,6 @@ def s3_settings_from_args(
         for option in ("storage_class", "sse"):
             if getattr(args, option, None):
                 settings[option] = getattr(args, option)
-    from drgui.core.setup import read_secret_file
-
     secrets: dict[str, str] = {}
     key_file = getattr(args, "secret_access_key_file", None)
     if key_file:

@@ -17,12 +17,13 @@ import contextlib
 import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import keyring
 import keyring.backend
 import keyring.errors
 
-from drgui.core.errors import EnvironmentNotReady, KeyringLocked
+from drgui.core.errors import EnvironmentNotReady, KeyringLocked, UsageError
 
 SERVICE = "drgui"
 BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
@@ -254,3 +255,16 @@ class SecretStore:
         self._cache.pop(self.username(kind, name, field), None)
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             backend.delete_password(SERVICE, self.username(kind, name, field))
+
+
+def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
+    """A secret given as a file (--password-file, --secret-access-key-file ...): its text without the
+    line ending; exit 2 naming the file when it cannot be read or is empty."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except OSError as error:
+        raise UsageError(f"Cannot read the {what} file {path}: {error.strerror}.") from None
+    value = text.strip("\r\n")
+    if not value:
+        raise UsageError(f"The {what} file {path} is empty.")
+    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -157,14 +156,3 @@ def remove_destination(ws: Workspace, name: str) -> None:
     ws.plan.destinations.remove(dest)
     ws.save()
     ws.history.append_event("settings.dest_remove", {"name": name})
-
-
-def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
-    try:
-        text = Path(path).read_text("utf-8")
-    except OSError as error:
-        raise UsageError(f"Cannot read the {what} file {path}: {error.strerror}.") from None
-    value = text.strip("\r\n")
-    if not value:
-        raise UsageError(f"The {what} file {path} is empty.")
-    return value

@@ -59,6 +59,11 @@ def part_key(source: str, filename: str) -> str:
     return f"parts/{source}/{filename}.age"
 
 
+def find_part(entry: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The part called `name` (e.g. db.dump.zst) of a manifest's source entry, or None."""
+    return next((p for p in entry["parts"] if p["name"] == name), None)
+
+
 @dataclass
 class PartRecord:
     """One encrypted file of a snapshot. `size`/`sha256` describe the plaintext after zstd -d (or as is)."""

@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 import queue
 from collections import deque
-from typing import TYPE_CHECKING
 
 from jeepney import DBusAddress, MatchRule, MessageType, new_method_call
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.low_level import HeaderFields, Message
 
-from drgui.gui.notifications import CloseAllRequest, ShowRequest, StopRequest, reminder_actions
+from drgui.gui.notification_requests import (
+    CloseAllRequest,
+    NotifierEnd,
+    ShowRequest,
+    StopRequest,
+    reminder_actions,
+)
 from drgui.gui.reminders import Reminder
-
-if TYPE_CHECKING:
-    from drgui.gui.notifications import DesktopNotifier
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ CALL_TIMEOUT = 5.0  # seconds; the server may be started on demand (D-Bus activa
 POLL = 0.2  # seconds between checks of the request queue while listening for signals
 
 
-def serve(notifier: DesktopNotifier) -> None:
+def serve(notifier: NotifierEnd) -> None:
     """Connect to the session bus and serve the notifier's requests until it asks to stop."""
     try:
         connection = open_dbus_connection(bus="SESSION")
@@ -47,7 +49,7 @@ def serve(notifier: DesktopNotifier) -> None:
 
 
 class _Session:
-    def __init__(self, notifier: DesktopNotifier, connection: DBusConnection) -> None:
+    def __init__(self, notifier: NotifierEnd, connection: DBusConnection) -> None:
         self.notifier = notifier
         self.connection = connection
         self.ids: dict[int, str] = {}  # notification id -> reminder kind

@@ -12,43 +12,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
-from drgui.gui.reminders import DRILL, Reminder
+from drgui.gui.notification_requests import CloseAllRequest, ShowRequest, StopRequest
+from drgui.gui.reminders import Reminder
 
 log = logging.getLogger(__name__)
-
-
-# Action keys, shared with the tray's handler. "default" is a click on the notification itself.
-DEFAULT = "default"
-OPEN_CHECKLIST = "open-checklist"
-START_DRILL = "start-drill"
-SNOOZE_HOUR = "snooze-hour"
-SNOOZE_TOMORROW = "snooze-tomorrow"
-
-
-def reminder_actions(reminder: Reminder) -> list[tuple[str, str]]:
-    """The buttons of a reminder's notification as (key, label), the same as the banner's."""
-    main = (
-        (START_DRILL, "Start restore test") if reminder.kind == DRILL else (OPEN_CHECKLIST, "Open checklist")
-    )
-    return [(DEFAULT, main[1]), main, (SNOOZE_HOUR, "Snooze 1 h"), (SNOOZE_TOMORROW, "Tomorrow")]
-
-
-@dataclass
-class ShowRequest:
-    reminder: Reminder
-
-
-@dataclass
-class CloseAllRequest:
-    pass
-
-
-class StopRequest:
-    pass
 
 
 class DesktopNotifier(QObject):

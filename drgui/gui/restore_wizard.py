@@ -40,6 +40,7 @@ from drgui.core.progress import Progress
 from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.worker import Job, Worker
+from drgui.report.drill_report import write_report
 
 GREEN, RED = QColor("#1b7f3b"), QColor("#b3261e")
 STEP_TITLES = dict(DRILL_STEPS)
@@ -230,9 +231,7 @@ class RunPage(QWizardPage):
         ws = self.owner.ws
 
         def work(progress, cancel) -> DrillResult:
-            return run_drill(
-                ws, snapshot_id, dest_name=dest_name, progress=progress, cancel=cancel, write_report=False
-            )
+            return run_drill(ws, snapshot_id, dest_name=dest_name, progress=progress, cancel=cancel)
 
         self.job = self.owner.worker.job("drill", work)
         self.job.progress.connect(self.on_progress)
@@ -276,7 +275,7 @@ class RunPage(QWizardPage):
         self._mark_all(finished=True)
         self.owner.result = result
         try:
-            save_report(self.owner.ws, result)
+            save_report(self.owner.ws, result, write_report)
         except DrguiError as error:
             self.figure.setText(f"The report could not be saved: {error.message}")
         self._done(f"Finished: {'PASS' if result.ok else 'FAIL'}. Press Next for the results.")
@@ -448,7 +447,15 @@ class SignOffPage(QWizardPage):
         now = datetime.now(UTC)
         answers = {item_id: Answer(by=by, at=now) for item_id in self.owner.checklist_page.ticked()}
         try:
-            sign_off(self.owner.ws, result, answers, by=by, notes=self.notes.toPlainText(), now=now)
+            sign_off(
+                self.owner.ws,
+                result,
+                answers,
+                by=by,
+                report=write_report,
+                notes=self.notes.toPlainText(),
+                now=now,
+            )
         except DrguiError as error:
             self.error.setText(str(error))
             return False

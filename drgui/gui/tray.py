@@ -11,14 +11,8 @@ from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from drgui.gui.controller import Controller
 from drgui.gui.icons import tray_icon
 from drgui.gui.main_window import MainWindow
-from drgui.gui.notifications import (
-    DEFAULT,
-    OPEN_CHECKLIST,
-    SNOOZE_HOUR,
-    SNOOZE_TOMORROW,
-    START_DRILL,
-    DesktopNotifier,
-)
+from drgui.gui.notification_requests import DEFAULT, OPEN_CHECKLIST, SNOOZE_HOUR, SNOOZE_TOMORROW, START_DRILL
+from drgui.gui.notifications import DesktopNotifier
 from drgui.gui.reminders import DRILL, Reminder, ReminderService
 
 STATE_TIPS = {

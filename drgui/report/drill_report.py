@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drgui.core.config import format_duration
+from drgui.core.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from drgui.core.drill import DrillResult
@@ -199,6 +200,13 @@ def render_html(result: DrillResult, *, for_pdf: bool = False) -> str:
 (download, restore, checks); a real recovery also needs a person to notice, decide and switch over.</p>
 </body></html>
 """
+
+
+def write_report(result: DrillResult, html_path: Path, pdf_path: Path) -> None:
+    """The report as HTML and as PDF: the `ReportWriter` that `drgui drill` and the restore wizard pass to
+    `drill.run_drill`, `drill.save_report` and `drill.sign_off` (the engine itself imports no Qt)."""
+    atomic_write_text(html_path, render_html(result), 0o644)
+    write_pdf(render_html(result, for_pdf=True), pdf_path)
 
 
 def _ensure_gui_app() -> None:

@@ -165,7 +165,7 @@ def test_no_weekly_reminder_once_the_weekly_checklist_was_run(files_ws) -> None:
 
 
 def test_notification_buttons_map_to_the_tray_and_banner_slots(qtbot, files_ws) -> None:
-    from drgui.gui.notifications import reminder_actions
+    from drgui.gui.notification_requests import reminder_actions
 
     app = make_app(files_ws, FakeClock(SUNDAY_1900), tray=False)
     qtbot.addWidget(app.window)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from drgui.core import config as config_module
 from drgui.core.config import DestConfig
 from drgui.core.destinations.base import Destination
 from drgui.core.destinations.local import LocalDestination
@@ -28,6 +29,7 @@ from drgui.core.drives import (
     eject as run_eject,
 )
 from drgui.core.errors import EnvironmentNotReady, UsageError
+from drgui.core.home import Home
 from drgui.core.secrets import SecretStore
 
 DRIVE_DIR = "drgui"
@@ -173,9 +175,6 @@ def drive_settings_from_args(args: argparse.Namespace, drives: DriveLister | Non
     Exit 2 for an unencrypted drive without --allow-unencrypted (the message says how to encrypt
     it) or a plain directory without it; exit 3 for a --uuid that is not plugged in.
     """
-    from drgui.core.home import Home
-    from drgui.core.workspace import Workspace
-
     lister = drives or list_drives
     allow = bool(getattr(args, "allow_unencrypted", False))
     if bool(args.uuid) == bool(args.path):
@@ -183,7 +182,7 @@ def drive_settings_from_args(args: argparse.Namespace, drives: DriveLister | Non
             "A drive destination needs exactly one of --uuid UUID or --path MOUNTPOINT.",
             hint="Plug the drive in and pass its mount point, e.g. --path /media/you/DRKEY.",
         )
-    plan_id = Workspace(Home.resolve(args.home)).plan.plan_id
+    plan_id = config_module.load(Home.resolve(args.home)).plan_id
     if args.uuid:
         drive = require_drive(args.uuid, lister())
         check_encryption(drive, allow)

@@ -11,8 +11,13 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Any, BinaryIO, NoReturn
 
+from drgui.core.destinations.base import Destination
 from drgui.core.errors import DestinationError, SourceError, UsageError
+from drgui.core.extract import decrypted_pipe
+from drgui.core.progress import CancelToken, ProgressCallback, ignore_progress
+from drgui.core.restore_result import RestoreResult
 from drgui.core.s3common import describe_location, error_code, make_client, raise_s3_error
+from drgui.core.snapshot import find_part
 from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.sources.folder import _HashingFile
 
@@ -170,8 +175,8 @@ def restore_to_bucket(
 
 
 def restore_bucket(
-    ws,
-    dest,
+    source: Source,
+    dest: Destination,
     snapshot_id: str,
     entry: dict[str, Any],
     to_bucket: str,
@@ -179,18 +184,14 @@ def restore_bucket(
     *,
     identity: str,
     overwrite: bool = False,
-    cancel=None,
-    progress=None,
-):
+    cancel: CancelToken | None = None,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
     """`restore ID --source NAME --to-bucket B [--to-prefix P]`: decrypt the tar and upload its objects."""
-    from drgui.core.progress import CancelToken, ignore_progress
-    from drgui.core.restore import RestoreResult, _part, decrypted_pipe
-
     cancel = cancel or CancelToken()
-    source = ws.sources([entry["name"]])[0]
     if not isinstance(source, S3Source):
         raise UsageError(f"Source '{entry['name']}' is not an S3 source in this plan.")
-    part = _part(entry, "objects.tar.zst")
+    part = find_part(entry, "objects.tar.zst")
     if part is None:
         raise SourceError(f"The snapshot has no objects for source '{entry['name']}'.")
     with decrypted_pipe(dest, snapshot_id, entry, part, identity, cancel, progress or ignore_progress) as (
