@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from drgui.core import config as config_module
 from drgui.core.config import Plan
@@ -68,7 +69,7 @@ class Workspace:
         return History(self.home.history_path)
 
     @property
-    def wrapped_identity_path(self):
+    def wrapped_identity_path(self) -> Path:
         return self.home.path / IDENTITY_FILE
 
     def identity(self) -> str:
