@@ -8,7 +8,8 @@ test:
 	tools/dev test
 
 lint:
-	tools/dev venv && .venv/bin/ruff check drgui tests bench && .venv/bin/ruff format --check drgui tests bench
+	tools/dev venv && .venv/bin/ruff check drgui tests bench && .venv/bin/ruff format --check drgui tests bench \
+		&& .venv/bin/mypy
 
 bench:
 	tools/dev venv && tools/with-keyring .venv/bin/python bench/backup.py

@@ -509,7 +509,7 @@ def test_discard_removes_a_whole_or_half_written_part(kind: str, tmp_path: Path,
     writer.discard("parts/never/opened.age")  # nothing to remove: no error
     index = Index(snapshot_id, "t", "p", [{"name": "db", "kind": "postgres"}], [], {"path": "manifest.age"})
     writer.commit(index)
-    keys = sorted(info.key for info in dest.list(f"snapshots/{snapshot_id}/"))
+    keys = sorted(info.key for info in dest.list_objects(f"snapshots/{snapshot_id}/"))
     assert keys == [
         f"snapshots/{snapshot_id}/index.json",
         f"snapshots/{snapshot_id}/parts/db/db.dump.zst.age",

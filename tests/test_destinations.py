@@ -109,8 +109,8 @@ def test_small_put_get_list_stat_delete_exists(dest: Destination) -> None:
     dest.put_bytes("b/three.txt", b"three")
     assert dest.get_bytes("a/one.txt") == b"one"
     assert dest.get_bytes("a/two.txt") == b""
-    assert sorted(i.key for i in dest.list("a/")) == ["a/one.txt", "a/two.txt"]
-    assert {i.key for i in dest.list()} >= {"a/one.txt", "a/two.txt", "b/three.txt"}
+    assert sorted(i.key for i in dest.list_objects("a/")) == ["a/one.txt", "a/two.txt"]
+    assert {i.key for i in dest.list_objects()} >= {"a/one.txt", "a/two.txt", "b/three.txt"}
     info = dest.stat("b/three.txt")
     assert info is not None and info.size == 5 and info.mtime is not None
     assert dest.stat("nope") is None and not dest.exists("nope") and dest.exists("a/one.txt")
@@ -167,7 +167,7 @@ def test_delete_snapshot(dest: Destination) -> None:
     second, _ = write_snapshot(dest)
     dest.delete_snapshot(first)
     assert dest.snapshot_ids() == [second]
-    assert not list(dest.list(snapshot_prefix(first) + "/"))
+    assert not list(dest.list_objects(snapshot_prefix(first) + "/"))
 
 
 def test_copy_snapshot_both_ways(dest: Destination, other_dest: Destination) -> None:

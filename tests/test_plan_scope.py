@@ -379,4 +379,4 @@ def test_legacy_snapshots_are_routed_copied_and_deleted_by_their_plan(
     plan_a.delete_snapshot(ours)
     assert plan_a.snapshot_ids() == [] and plan_b.snapshot_ids() == [theirs]
     assert whole.stat(f"snapshots/{unreadable}/index.json") is not None
-    assert not [info for info in whole.list("snapshots/") if ours in info.key]
+    assert not [info for info in whole.list_objects("snapshots/") if ours in info.key]

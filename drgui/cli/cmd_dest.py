@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from drgui.cli.common import add_command, workspace
+import argparse
+
+from drgui.cli.common import add_command, show_help, workspace
 from drgui.core.destinations.registry import open_destination
 from drgui.core.errors import UsageError
 from drgui.core.setup import add_destination, remove_destination
 
 
 def register(sub, common) -> None:
-    parser = add_command(
-        sub, common, "dest", "manage where snapshots go", lambda a, o: (parser.print_help(), 2)[1]
+    parser: argparse.ArgumentParser = add_command(
+        sub, common, "dest", "manage where snapshots go", lambda a, o: show_help(parser)
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     add = add_command(actions, common, "add", "add a destination", run_add)
@@ -48,11 +50,11 @@ def run_add(args, out) -> int:
             raise UsageError("A local destination needs --path.")
         settings["path"] = args.path
     elif args.kind == "s3":
-        from drgui.core.s3common import s3_settings_from_args  # type: ignore[import-not-found]
+        from drgui.core.s3common import s3_settings_from_args
 
         settings, secrets = s3_settings_from_args(args, for_source=False)
     elif args.kind == "drive":
-        from drgui.core.destinations.drive import drive_settings_from_args  # type: ignore[import-not-found]
+        from drgui.core.destinations.drive import drive_settings_from_args
 
         settings = drive_settings_from_args(args)
     config = add_destination(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from drgui.cli.common import add_command, workspace
+from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.output import read_secret
 from drgui.core.home import Home
 from drgui.core.secrets import read_secret_file
 
 
 def register(sub, common) -> None:
-    parser = add_command(
-        sub, common, "kit", "export or import the recovery kit", lambda a, o: (parser.print_help(), 2)[1]
+    parser: argparse.ArgumentParser = add_command(
+        sub, common, "kit", "export or import the recovery kit", lambda a, o: show_help(parser)
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     export = add_command(

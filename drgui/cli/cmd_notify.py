@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 
-from drgui.cli.common import add_command, workspace
+from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.output import read_secret
 from drgui.core.alerts import compute_alerts
 from drgui.core.errors import UsageError
@@ -12,8 +13,8 @@ from drgui.core.notify import clear_webhook, notify, post, set_webhook, webhook_
 
 
 def register(sub, common) -> None:
-    parser = add_command(
-        sub, common, "notify", "webhook on failures and alerts", lambda a, o: (parser.print_help(), 2)[1]
+    parser: argparse.ArgumentParser = add_command(
+        sub, common, "notify", "webhook on failures and alerts", lambda a, o: show_help(parser)
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     set_cmd = add_command(actions, common, "set-webhook", "store a Slack-compatible webhook URL", run_set)

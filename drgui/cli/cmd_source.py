@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
-from drgui.cli.common import add_command, workspace
+from drgui.cli.common import add_command, show_help, workspace
 from drgui.core.errors import UsageError
 from drgui.core.secrets import read_secret_file
 from drgui.core.setup import add_source, remove_source
@@ -12,7 +13,9 @@ from drgui.core.sources.registry import open_source
 
 
 def register(sub, common) -> None:
-    parser = add_command(sub, common, "source", "manage what is backed up", lambda a, o: _help(parser))
+    parser: argparse.ArgumentParser = add_command(
+        sub, common, "source", "manage what is backed up", lambda a, o: show_help(parser)
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     add = add_command(actions, common, "add", "add a source", run_add)
     add.add_argument("name")
@@ -44,11 +47,6 @@ def register(sub, common) -> None:
     test.add_argument("name")
 
 
-def _help(parser) -> int:
-    parser.print_help()
-    return 2
-
-
 def run_add(args, out) -> int:
     ws = workspace(args)
     settings: dict = {}
@@ -76,7 +74,7 @@ def run_add(args, out) -> int:
         if args.kind == "env" and args.require:
             settings["require"] = args.require
     elif args.kind == "s3":
-        from drgui.core.s3common import s3_settings_from_args  # type: ignore[import-not-found]
+        from drgui.core.s3common import s3_settings_from_args
 
         settings, secrets = s3_settings_from_args(args, for_source=True)
     config = add_source(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)

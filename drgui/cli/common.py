@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from drgui.core.errors import UsageError
+from drgui.core.errors import EXIT_USAGE, UsageError
 from drgui.core.home import Home
 from drgui.core.workspace import Workspace
 
@@ -15,6 +15,12 @@ def add_command(
     parser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
     return parser
+
+
+def show_help(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its action: its help, and the bad-usage exit code."""
+    parser.print_help()
+    return EXIT_USAGE
 
 
 def workspace(args: argparse.Namespace) -> Workspace:

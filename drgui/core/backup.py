@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import drgui
 from drgui.core.crypto import encrypt_bytes
-from drgui.core.destinations.base import Destination, copy_snapshot
+from drgui.core.destinations.base import Destination, SnapshotWriter, copy_snapshot
 from drgui.core.errors import (
     Cancelled,
     DestinationError,
@@ -164,12 +164,17 @@ def replicate(
     ws.history.enqueue(snapshot_id, target.name, COPY_PENDING)
     run_id = ws.history.start_run("upload", target=target.name, snapshot_id=snapshot_id)
     meter = RateMeter(progress, "upload", target.name)
+
+    def copied(size: int) -> None:
+        cancel.check()
+        meter.add(size)
+
     try:
         cancel.check()
         ensure_identity_file(ws, target)
         if snapshot_id not in target.snapshot_ids():
             target.remove_incomplete(snapshot_id)  # what a killed copy left there (parts, an S3 upload)
-            copy_snapshot(source, target, snapshot_id, progress=lambda n: (cancel.check(), meter.add(n)))
+            copy_snapshot(source, target, snapshot_id, progress=copied)
     except Cancelled:
         ws.history.finish_run(run_id, "cancelled")
         raise
@@ -213,7 +218,12 @@ def _drop_uploaded_queue_copies(ws: Workspace) -> None:
 
 
 def _capture_source(
-    ws: Workspace, source: Source, writer, recipient: str, cancel: CancelToken, progress: ProgressCallback
+    ws: Workspace,
+    source: Source,
+    writer: SnapshotWriter,
+    recipient: str,
+    cancel: CancelToken,
+    progress: ProgressCallback,
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
     ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel)

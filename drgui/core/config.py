@@ -239,8 +239,8 @@ def _parse_rto(text: str) -> int:
 
 def plan_from_toml(data: dict[str, Any], where: str = "config.toml") -> Plan:
     plan = data.get("plan") or {}
-    for table, kind in (("plan", dict), ("schedule", dict), ("drill", dict), ("reminders", dict)):
-        if not isinstance(data.get(table, {}), kind):
+    for table, expected in (("plan", dict), ("schedule", dict), ("drill", dict), ("reminders", dict)):
+        if not isinstance(data.get(table, {}), expected):
             raise UsageError(f"{where}: [{table}] is not a table.", hint=f"Fix [{table}] in {where} by hand.")
     for table in ("sources", "destinations", "contacts"):
         if not isinstance(data.get(table, []), list):

@@ -24,7 +24,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 from drgui.core.destinations.base import CHUNK, Destination
 from drgui.core.errors import OperationFailed
@@ -156,7 +156,7 @@ def member_path(member: tarfile.TarInfo) -> str:
 
 class TreeWriter(Protocol):
     def directory(self, path: str) -> None: ...
-    def file(self, path: str, data: BinaryIO, mode: int, mtime: float) -> tuple[int, str]: ...
+    def file(self, path: str, data: IO[bytes], mode: int, mtime: float) -> tuple[int, str]: ...
     def symlink(self, path: str, target: str, mtime: float) -> None: ...
 
 
@@ -166,7 +166,7 @@ class HashWriter:
     def directory(self, path: str) -> None:
         pass
 
-    def file(self, path: str, data: BinaryIO, mode: int, mtime: float) -> tuple[int, str]:
+    def file(self, path: str, data: IO[bytes], mode: int, mtime: float) -> tuple[int, str]:
         digest = hashlib.sha256()
         size = 0
         while chunk := data.read(CHUNK):
@@ -207,7 +207,7 @@ class DiskWriter:
             if not stat.S_ISDIR(target.lstat().st_mode):
                 raise OperationFailed(f"'{path}': exists and is not a directory") from None
 
-    def file(self, path: str, data: BinaryIO, mode: int, mtime: float) -> tuple[int, str]:
+    def file(self, path: str, data: IO[bytes], mode: int, mtime: float) -> tuple[int, str]:
         target = self._place(path)
         flags = (
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)

@@ -6,6 +6,7 @@ No Qt here: `drgui.cli.output` and `drgui.gui.humanize` both import it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from drgui.core.config import format_duration
 
@@ -70,6 +71,6 @@ def _clock(parts: dict[str, str]) -> str | None:
     return _and(f"{int(h):02d}:{int(minutes[0]):02d}" for h in hours)
 
 
-def _and(items) -> str:
-    items = list(items)
+def _and(parts: Iterable[str]) -> str:
+    items = list(parts)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -867,10 +867,10 @@ class EmbeddedCluster:
 
     def query(
         self, sql_text: str, params: Sequence[Any] | None = None, dbname: str = "postgres"
-    ) -> list[tuple]:
+    ) -> list[tuple[Any, ...]]:
         """Rows of one query as the superuser."""
         with self.connect(dbname) as conn:
-            return conn.execute(sql_text, params).fetchall()  # type: ignore[arg-type]
+            return conn.execute(sql_text, params).fetchall()
 
     def create_database(self, name: str, owner: str | None = None) -> None:
         statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))

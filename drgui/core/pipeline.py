@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
@@ -102,10 +102,16 @@ def _encrypt(reader: BinaryIO, writer: HashingWriter, recipient: str, cancel: Ca
         cancel.check()
 
 
+class ByteSink(Protocol):
+    """Where `read_part` writes the plaintext: a file, a pipe to pg_restore or tar, anything with write."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class _DecompressingWriter(io.RawIOBase):
     """age plaintext -> (zstd -d) -> sha256 -> sink."""
 
-    def __init__(self, sink: BinaryIO | None, compressed: bool, cancel: CancelToken | None) -> None:
+    def __init__(self, sink: ByteSink | None, compressed: bool, cancel: CancelToken | None) -> None:
         self.sink = sink
         self.digest = hashlib.sha256()
         self.size = 0
@@ -131,7 +137,7 @@ def read_part(
     record: PartRecord | dict[str, Any],
     reader: BinaryIO,
     identity: str,
-    sink: BinaryIO | None,
+    sink: ByteSink | None,
     cancel: CancelToken | None = None,
     meter: RateMeter | None = None,
 ) -> tuple[int, str, str]:

@@ -74,7 +74,7 @@ def resolve_snapshot(
             hint="Run `drgui backup` first, or pick another destination with --dest.",
         )
     ids = [info.snapshot_id for info in found]
-    matches = [wanted] if wanted in ids else [i for i in ids if i.startswith(wanted)]  # type: ignore[arg-type]
+    matches = [wanted] if wanted in ids else [i for i in ids if i.startswith(wanted)]
     if len(matches) != 1:
         raise UsageError(
             f"Snapshot {wanted} is not on destination '{dest.name}'.",
@@ -90,7 +90,8 @@ def resolve_snapshot(
 
 
 def source_entry(manifest: dict[str, Any], source_name: str) -> dict[str, Any]:
-    for entry in manifest["sources"]:
+    entries: list[dict[str, Any]] = manifest["sources"]
+    for entry in entries:
         if entry["name"] == source_name:
             return entry
     names = ", ".join(e["name"] for e in manifest["sources"])

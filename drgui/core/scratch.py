@@ -92,7 +92,7 @@ def _stale(path: Path) -> bool:
 
 def sweep_stale(parent: Path, prefix: str = "") -> list[Path]:
     """Remove the private directories under `parent` (names starting with `prefix`) whose owner is gone."""
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [p for p in parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
     except OSError:

@@ -71,7 +71,8 @@ class Status:
                 return [convert(v) for v in value]
             return value
 
-        return convert(asdict(self))
+        converted: dict[str, Any] = convert(asdict(self))
+        return converted
 
 
 def _parse(text: str | None) -> datetime | None:

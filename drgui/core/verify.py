@@ -90,7 +90,7 @@ def load_manifest(dest: Destination, index: Index, identity: str) -> dict[str, A
     if hashlib.sha256(data).hexdigest() != index.manifest["sha256"]:
         raise OperationFailed(f"{index.manifest['path']}: does not match the index (corrupted).")
     try:
-        manifest = json.loads(decrypt_bytes(data, identity))
+        manifest: dict[str, Any] = json.loads(decrypt_bytes(data, identity))
     except OperationFailed:
         raise OperationFailed(
             f"{index.manifest['path']}: cannot be decrypted (corrupted, or another plan's key)."
@@ -222,7 +222,7 @@ def _check_part(
             sink.kill()
         if isinstance(error, Cancelled):
             raise
-        detail = "missing" if isinstance(error, FileNotFoundError) else error.message  # type: ignore[union-attr]
+        detail = "missing" if isinstance(error, FileNotFoundError) else error.message
         result.problems.append(f"{part['path']}: {detail}")
         return
     result.problems.extend(part_problems(part, size, digest, cipher_digest, index_sha256))

@@ -128,8 +128,10 @@ class SnapshotPage(QWizardPage):
         self.setSubTitle(
             "The latest is what you would restore after a disaster; test that one unless you have a reason."
         )
-        self.destination = QComboBox(objectName="drillDestination")
-        self.snapshots = QListWidget(objectName="drillSnapshots")
+        self.destination = QComboBox()
+        self.destination.setObjectName("drillDestination")
+        self.snapshots = QListWidget()
+        self.snapshots.setObjectName("drillSnapshots")
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Read from destination:"))
         layout.addWidget(self.destination)
@@ -184,14 +186,18 @@ class RunPage(QWizardPage):
         self.setObjectName("drillRunPage")
         self.setTitle("Running the restore test")
         self.setSubTitle("You can cancel at any time: the scratch database and temp files are removed.")
-        self.steps = QListWidget(objectName="drillSteps")
-        self.bar = QProgressBar(objectName="drillProgress")
-        self.figure = QLabel(objectName="drillFigure")
+        self.steps = QListWidget()
+        self.steps.setObjectName("drillSteps")
+        self.bar = QProgressBar()
+        self.bar.setObjectName("drillProgress")
+        self.figure = QLabel()
+        self.figure.setObjectName("drillFigure")
         self.figure.setWordWrap(True)
         # Once the drill has run there is no going back to rerun it by accident: results come next.
         self.setCommitPage(True)
         self.setButtonText(QWizard.WizardButton.CommitButton, "Next >")
-        self.cancel_button = QPushButton("Cancel restore test", objectName="drillCancelButton")
+        self.cancel_button = QPushButton("Cancel restore test")
+        self.cancel_button.setObjectName("drillCancelButton")
         self.cancel_button.clicked.connect(self.cancel)
         layout = QVBoxLayout(self)
         layout.addWidget(self.steps)
@@ -273,7 +279,7 @@ class RunPage(QWizardPage):
     def on_finished(self, result: DrillResult) -> None:
         self.state = "finished"
         self._mark_all(finished=True)
-        self.owner.result = result
+        self.owner.drill_result = result
         try:
             save_report(self.owner.ws, result, write_report)
         except DrguiError as error:
@@ -321,14 +327,17 @@ class ResultsPage(QWizardPage):
         self.owner = wizard
         self.setObjectName("drillResultsPage")
         self.setTitle("Results")
-        self.verdict = QLabel(objectName="drillVerdict")
+        self.verdict = QLabel()
+        self.verdict.setObjectName("drillVerdict")
         font = QFont()
         font.setPointSize(14)
         font.setBold(True)
         self.verdict.setFont(font)
         self.verdict.setWordWrap(True)
-        self.targets = QLabel(objectName="drillTargets")
-        self.table = QTableWidget(0, 3, objectName="drillChecks")
+        self.targets = QLabel()
+        self.targets.setObjectName("drillTargets")
+        self.table = QTableWidget(0, 3)
+        self.table.setObjectName("drillChecks")
         self.table.setHorizontalHeaderLabels(["Result", "Check", "Figure"])
         self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
@@ -339,7 +348,7 @@ class ResultsPage(QWizardPage):
         layout.addWidget(self.table)
 
     def initializePage(self) -> None:
-        result = self.owner.result
+        result = self.owner.drill_result
         assert result is not None
         failed = result.failed_checks
         color = GREEN if result.ok else RED
@@ -381,11 +390,12 @@ class ChecklistPage(QWizardPage):
 
     def initializePage(self) -> None:
         while self.items_layout.count():
-            widget = self.items_layout.takeAt(0).widget()
+            taken = self.items_layout.takeAt(0)
+            widget = taken.widget() if taken is not None else None
             if widget is not None:
                 widget.deleteLater()
         self.boxes = {}
-        result = self.owner.result
+        result = self.owner.drill_result
         run = result.checklist_run() if result else None
         if run is None:
             self.items_layout.addWidget(QLabel("No checklist."))
@@ -396,7 +406,8 @@ class ChecklistPage(QWizardPage):
             text = item.text
             if item.kind == "auto":
                 text += f"  — automatic: {state.detail or 'not run'}"
-            box = QCheckBox(_wrap(text), objectName=f"checklist-{item.id}")
+            box = QCheckBox(_wrap(text))
+            box.setObjectName(f"checklist-{item.id}")
             # The item asking to run the drill is done: this wizard just ran it.
             box.setChecked(state.done or item.id == "run-drill")
             box.setEnabled(item.kind == "manual")
@@ -424,8 +435,10 @@ class SignOffPage(QWizardPage):
         self.setObjectName("drillSignOffPage")
         self.setTitle("Sign off")
         self.setSubTitle("Your name goes into the report and the history with the items you ticked.")
-        self.name = QLineEdit(objectName="drillSignedBy")
-        self.notes = QPlainTextEdit(objectName="drillNotes")
+        self.name = QLineEdit()
+        self.name.setObjectName("drillSignedBy")
+        self.notes = QPlainTextEdit()
+        self.notes.setObjectName("drillNotes")
         self.notes.setPlaceholderText("Anything slow, confusing or wrong? Follow-ups go here.")
         self.error = QLabel()
         layout = QVBoxLayout(self)
@@ -440,7 +453,7 @@ class SignOffPage(QWizardPage):
         return bool(self.name.text().strip())
 
     def validatePage(self) -> bool:
-        result = self.owner.result
+        result = self.owner.drill_result
         if result is None:
             return False
         by = self.name.text().strip()
@@ -468,11 +481,14 @@ class ReportPage(QWizardPage):
         self.owner = wizard
         self.setObjectName("drillReportPage")
         self.setTitle("Report saved")
-        self.paths = QLabel(objectName="drillReportPaths")
+        self.paths = QLabel()
+        self.paths.setObjectName("drillReportPaths")
         self.paths.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.paths.setWordWrap(True)
-        self.open_pdf = QPushButton("Open PDF", objectName="drillOpenPdf")
-        self.open_html = QPushButton("Open HTML", objectName="drillOpenHtml")
+        self.open_pdf = QPushButton("Open PDF")
+        self.open_pdf.setObjectName("drillOpenPdf")
+        self.open_html = QPushButton("Open HTML")
+        self.open_html.setObjectName("drillOpenHtml")
         self.open_pdf.clicked.connect(self._open_pdf)
         self.open_html.clicked.connect(self._open_html)
         layout = QVBoxLayout(self)
@@ -485,7 +501,7 @@ class ReportPage(QWizardPage):
         layout.addStretch(1)
 
     def initializePage(self) -> None:
-        result = self.owner.result
+        result = self.owner.drill_result
         assert result is not None
         verdict = "PASS" if result.ok else "FAIL"
         self.paths.setText(
@@ -496,11 +512,11 @@ class ReportPage(QWizardPage):
 
     @Slot()
     def _open_pdf(self) -> None:
-        self._open(self.owner.result.report_pdf if self.owner.result else None)
+        self._open(self.owner.drill_result.report_pdf if self.owner.drill_result else None)
 
     @Slot()
     def _open_html(self) -> None:
-        self._open(self.owner.result.report_html if self.owner.result else None)
+        self._open(self.owner.drill_result.report_html if self.owner.drill_result else None)
 
     def _open(self, path: str | None) -> None:
         if path:
@@ -520,7 +536,7 @@ class RestoreWizard(QWizard):
         self.resize(760, 560)
         self.ws = ws
         self.worker = worker or Worker(self)
-        self.result: DrillResult | None = None
+        self.drill_result: DrillResult | None = None
         self._closing = False
         self.intro_page = IntroPage(ws)
         self.snapshot_page = SnapshotPage(ws)
@@ -561,4 +577,4 @@ class RestoreWizard(QWizard):
         return [self.page(i).objectName() for i in self.pageIds()]
 
     def summary(self) -> dict[str, Any]:
-        return self.result.to_json() if self.result else {}
+        return self.drill_result.to_json() if self.drill_result else {}

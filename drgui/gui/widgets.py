@@ -144,21 +144,22 @@ class MessageLine(QLabel):
 
     @Slot(object)
     def _on_status(self, status: Status) -> None:
-        if self._said_at is None:
+        said_at = self._said_at
+        if said_at is None:
             return
         if self._plan and plan_key(status) != self._plan:
             self.clear()
             return
         self._plan = self._plan or plan_key(status)
         recent = self.controller.recent if self.controller is not None else []
-        if any(run.id > self._last_run and self._is_later(run) for run in recent):
+        if any(run.id > self._last_run and self._is_later(run, said_at) for run in recent):
             self.clear()
 
-    def _is_later(self, run) -> bool:
+    def _is_later(self, run, said_at: datetime) -> bool:
         """A run that is still going or ended after the message: the state moved on. (The run the message
         reports on, e.g. the .env sync just done, ended before it was said.)"""
         finished = parse_iso(run.finished)
-        return finished is None or finished > self._said_at
+        return finished is None or finished > said_at
 
     def hideEvent(self, event: QHideEvent) -> None:
         # The page holding the line was left (an ancestor hid, the line itself did not), or the window
@@ -293,8 +294,9 @@ class Banner(QFrame):
     def clear_buttons(self) -> None:
         while self.buttons.count():
             item = self.buttons.takeAt(0)
-            if item.widget():
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget:
+                widget.deleteLater()
 
     def clear_topic(self, topic: str) -> None:
         if self.topic == topic:

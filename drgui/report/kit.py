@@ -300,7 +300,8 @@ def render_pdf(kit: dict[str, Any], kit_name: str | None = None) -> bytes:
         )
     )
     document = QTextDocument()
-    image = QImage.fromData(qr_png(kit["identity_age_armored"]), "PNG")
+    # PySide6 6.12 accepts the format only as str at runtime (bytes raises ValueError); its stub says bytes
+    image = QImage.fromData(qr_png(kit["identity_age_armored"]), "PNG")  # type: ignore[arg-type]
     document.addResource(QTextDocument.ResourceType.ImageResource, QUrl("kit-qr.png"), image)
     document.setHtml(kit_html(kit, kit_name or "FILE.kit.json"))
     document.print_(writer)

@@ -75,7 +75,7 @@ def test_walk_through_to_a_signed_report(qtbot, drill_ws: Workspace) -> None:
     wizard.next()
     assert wizard.currentPage().objectName() == "drillReportPage"
     shot(wizard, "7-report")
-    result = wizard.result
+    result = wizard.drill_result
     assert result is not None and result.ok and result.signed_by == "Ana Founder"
     html = Path(result.report_html).read_text()  # type: ignore[arg-type]
     assert "Ana Founder" in html and "Restore took 5 s" in html

@@ -16,7 +16,7 @@ import hashlib
 import json
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -183,7 +183,7 @@ class Destination(ABC):
     def _snapshot_sizes(self) -> dict[str, dict[str, int]]:
         """snapshot id -> {file name relative to its folder: size}, from one listing of snapshots/."""
         found: dict[str, dict[str, int]] = {}
-        for info in self.list(SNAPSHOTS_DIR + "/"):
+        for info in self.list_objects(SNAPSHOTS_DIR + "/"):
             parts = info.key.split("/", 2)
             if len(parts) == 3 and is_snapshot_id(parts[1]):
                 found.setdefault(parts[1], {})[parts[2]] = info.size
@@ -250,7 +250,7 @@ class Destination(ABC):
         """Atomic per object: the key holds the old content or the new one, never half."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None: ...
@@ -288,7 +288,7 @@ class Destination(ABC):
         """Index first, so an interrupted delete leaves an incomplete snapshot, never a broken listed one."""
         prefix = snapshot_prefix(snapshot_id)
         self.delete(f"{prefix}/{INDEX_FILE}")
-        for info in list(self.list(prefix + "/")):
+        for info in list(self.list_objects(prefix + "/")):
             self.delete(info.key)
         self._forget_legacy(snapshot_id)
 
@@ -333,7 +333,7 @@ class Destination(ABC):
         self.put_bytes(key, payload)
         if self.get_bytes(key) != payload:
             raise DestinationError(f"Destination '{self.name}' returned different bytes than were written.")
-        if not any(info.key == key for info in self.list("")):
+        if not any(info.key == key for info in self.list_objects("")):
             raise DestinationError(f"Destination '{self.name}' does not list what was written.")
         self.delete(key)
         return ["write", "read", "list", "delete"]
@@ -356,7 +356,9 @@ def list_snapshot_dirs(names: Iterator[str]) -> tuple[list[str], list[str]]:
 FREE_SPACE_MARGIN = 16 * 1024 * 1024  # filesystem metadata and the index; a full disk helps nobody
 
 
-def copy_snapshot(source: Destination, target: Destination, snapshot_id: str, progress=None) -> Index:
+def copy_snapshot(
+    source: Destination, target: Destination, snapshot_id: str, progress: Callable[[int], None] | None = None
+) -> Index:
     """Copy the ciphertext of a snapshot, checking every file's sha256 against the index while copying."""
     index = source.read_index(snapshot_id)
     needed = index.total_size

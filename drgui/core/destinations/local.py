@@ -159,10 +159,10 @@ class LocalDestination(Destination):
         with translate_os_errors(path, self.name), atomic_writer(path, 0o600) as handle:
             yield handle
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         legacy = self._legacy_route(prefix)
         if legacy is not None:
-            yield from legacy.list(prefix)
+            yield from legacy.list_objects(prefix)
             return
         base = self.root
         start = base / prefix.rsplit("/", 1)[0] if "/" in prefix else base  # walk only what can match

@@ -19,11 +19,11 @@ def open_destination(
 
         return LocalDestination(config, store, scope=scope)
     if config.kind == "s3":
-        from drgui.core.destinations.s3 import S3Destination  # type: ignore[import-not-found]
+        from drgui.core.destinations.s3 import S3Destination
 
         return S3Destination(config, store, scope=scope)
     if config.kind == "drive":
-        from drgui.core.destinations.drive import DriveDestination  # type: ignore[import-not-found]
+        from drgui.core.destinations.drive import DriveDestination
 
         return DriveDestination(config, store)
     raise UsageError(f"Unknown destination kind '{config.kind}'.", hint="Use local, s3 or drive.")

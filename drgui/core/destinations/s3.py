@@ -66,7 +66,7 @@ class _ResumingReader(io.RawIOBase):
 
         while True:
             try:
-                data = self.body.read() if size is None or size < 0 else self.body.read(size)
+                data: bytes = self.body.read() if size is None or size < 0 else self.body.read(size)
             except (BotoCoreError, HTTPError, OSError) as error:
                 if self.resumes >= MAX_RESUMES:
                     raise_s3_error(error, self.dest._what, self.dest.bucket, f"read {self.key}")
@@ -379,10 +379,10 @@ class S3Destination(Destination):
             ),
         )
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         legacy = self._legacy_route(prefix)
         if legacy is not None:
-            yield from legacy.list(prefix)
+            yield from legacy.list_objects(prefix)
             return
         paginator = self.client.get_paginator("list_objects_v2")
         full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
@@ -396,12 +396,13 @@ class S3Destination(Destination):
 
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
-            return self._call(
+            head: dict[str, Any] = self._call(
                 "read",
                 key,
                 lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)),
                 passthrough=_NOT_FOUND,
             )
+            return head
         except Exception as error:
             if error_code(error) in _NOT_FOUND:
                 return None
@@ -423,7 +424,8 @@ class S3Destination(Destination):
             if code in ("ObjectLockConfigurationNotFoundError", "NotImplemented", "AccessDenied", "501"):
                 return False
             raise_s3_error(error, self._what, self.bucket, "read the Object Lock configuration of")
-        return response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        enabled: str | None = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        return enabled == "Enabled"
 
     def lock_reason(self, key: str, now: datetime | None = None) -> str | None:
         """Why `key` cannot be deleted (retention or legal hold), or None."""
@@ -443,7 +445,7 @@ class S3Destination(Destination):
     def snapshot_lock_reason(self, snapshot_id: str) -> str | None:
         if not self.object_lock_enabled:
             return None
-        for info in self.list(snapshot_prefix(snapshot_id) + "/"):
+        for info in self.list_objects(snapshot_prefix(snapshot_id) + "/"):
             reason = self.lock_reason(info.key)
             if reason:
                 return f"object-locked ({info.key}: {reason})"
@@ -479,7 +481,7 @@ class S3Destination(Destination):
         prefix = snapshot_prefix(snapshot_id)
         if self.exists(f"{prefix}/{INDEX_FILE}"):
             return
-        for info in list(self.list(prefix + "/")):
+        for info in list(self.list_objects(prefix + "/")):
             self.delete(info.key)
         for upload in self.multipart_uploads(prefix + "/"):
             self._abort_upload(upload)
@@ -539,7 +541,7 @@ class S3Destination(Destination):
         ]
         from botocore.exceptions import BotoCoreError, ClientError
 
-        checked = []
+        checked: list[str] = []
         for step, permission, call in steps:
             try:
                 result = call()

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,7 +56,7 @@ class Source(ABC):
         return f"{self.kind} source '{self.name}' is reachable: {self.describe()}"
 
     @abstractmethod
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]: ...
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]: ...
 
 
 class ChildProcess:
@@ -117,7 +117,9 @@ class ChildProcess:
         self._stderr.close()
 
 
-def pump_in_thread(target, *args) -> tuple[threading.Thread, list[BaseException]]:
+def pump_in_thread[*Args](
+    target: Callable[[*Args], object], *args: *Args
+) -> tuple[threading.Thread, list[BaseException]]:
     """Run a producer writing into a pipe in a thread; errors are collected for the consumer."""
     errors: list[BaseException] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from drgui.core.errors import SourceError
@@ -88,7 +88,7 @@ class EnvSource(Source):
     def preflight(self) -> None:
         self.read()
 
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         data = self.read()
         keys = env_keys(data.decode("utf-8", errors="replace"))
         missing = [k for k in self.required if k not in keys]

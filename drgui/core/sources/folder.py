@@ -13,9 +13,9 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from drgui.core.errors import SourceError
 from drgui.core.progress import CancelToken
@@ -30,7 +30,7 @@ SPECIAL_KINDS = (
 
 
 class _HashingFile:
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: IO[bytes]) -> None:
         self.handle = handle
         self.digest = hashlib.sha256()
 
@@ -90,7 +90,7 @@ def _add_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
     with handle:
         member.size = os.fstat(handle.fileno()).st_size
         hashing = _HashingFile(handle)
-        tar.addfile(member, hashing)  # type: ignore[arg-type]
+        tar.addfile(member, hashing)
     return hashing.digest.hexdigest()
 
 
@@ -152,7 +152,7 @@ class FolderSource(Source):
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise SourceError(f"Folder source '{self.name}': {self.root} is not readable.")
 
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         files: list[dict[str, Any]] = []
         yield from tar_part_stream(
             "files.tar.zst",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from drgui.core.errors import EnvironmentNotReady, SourceError
@@ -57,7 +57,7 @@ class GitSource(Source):
                 hint="Commit something first, or remove the source.",
             )
 
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         refs = self.refs()
         head = self._git("rev-parse", "HEAD").strip() if refs else None
         child = ChildProcess(

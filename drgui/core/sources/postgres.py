@@ -10,7 +10,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +271,7 @@ class PostgresSource(Source):
             version = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
         pgtools.check_dump_compatible(version, pg_dump)
 
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         pg_dump = pgtools.find_tool("pg_dump")
         password = self.password()
         with child_env(password) as env, self.connect(autocommit=False) as conn:

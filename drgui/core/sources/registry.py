@@ -26,7 +26,7 @@ def open_source(config: SourceConfig, store: SecretStore | None = None) -> Sourc
 
         return GitSource(config, store)
     if config.kind == "s3":
-        from drgui.core.sources.s3 import S3Source  # type: ignore[import-not-found]
+        from drgui.core.sources.s3 import S3Source
 
         return S3Source(config, store)
     raise UsageError(f"Unknown source kind '{config.kind}'.", hint="Use postgres, folder, env, s3 or git.")

@@ -7,7 +7,7 @@ size, ETag and sha256. Restores go into a directory (the folder restore) or into
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import cached_property
 from typing import Any, BinaryIO, NoReturn
 
@@ -106,7 +106,7 @@ class S3Source(Source):
                     }
                 )
 
-    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         files: list[dict[str, Any]] = []
         yield from tar_part_stream(
             "objects.tar.zst",

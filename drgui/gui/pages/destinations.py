@@ -4,7 +4,7 @@ their encryption, whether they are plugged in and when the .env was last copied 
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from drgui.core.envsync import drive_destination
 from drgui.core.errors import DrguiError
@@ -78,6 +78,7 @@ class DestinationsPage(PlanItemsPage):
         row.addStretch(1)
         self.drive_buttons.hide()
         layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)  # PlanItemsPage's
         layout.insertWidget(layout.indexOf(self.table) + 1, self.drive_info)
         layout.insertWidget(layout.indexOf(self.drive_info) + 1, self.drive_buttons)
         self._available: dict[str, bool] = {}

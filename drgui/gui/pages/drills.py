@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
+    QWizard,
 )
 
 from drgui.core import fmt, schedule
@@ -79,7 +80,7 @@ class DrillsPage(QWidget):
         layout.addWidget(self.empty_hint)
         self.message = MessageLine(controller, "drillMessage")
         layout.addWidget(self.message)
-        self.wizard = None
+        self.wizard: QWizard | None = None
         self.reports: list[Path | None] = []
         controller.status_changed.connect(self.reload)
 
@@ -123,6 +124,7 @@ class DrillsPage(QWidget):
         self.reports = [self.report_path(run) for run in runs]
         self.table.setRowCount(len(runs))
         for row, run in enumerate(runs):
+            report = self.reports[row]
             rto = run.detail.get("rto_seconds")
             target = self.controller.ws.plan.rto_seconds
             cells = [
@@ -133,14 +135,14 @@ class DrillsPage(QWidget):
                 checks_text(run.detail),
                 # the file's name (double-click opens it); the whole path is the tooltip: the table
                 # fits the window instead of scrolling sideways for a long path
-                self.reports[row].name if self.reports[row] else "",
+                report.name if report else "",
             ]
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if column == 2 and text:
                     item.setToolTip(text)
-                if column == 5 and self.reports[row]:
-                    item.setToolTip(str(self.reports[row]))
+                if column == 5 and report:
+                    item.setToolTip(str(report))
                 self.table.setItem(row, column, item)
         # derived from the runs shown, set or cleared on every reload (not a message that could go stale)
         self.empty_hint.setVisible(not runs)
@@ -155,6 +157,7 @@ class DrillsPage(QWidget):
                 "it does the same checks and saves the report here."
             )
             return
-        self.wizard = module.RestoreWizard(self.controller.ws, self)
-        self.wizard.finished.connect(self.controller.refresh)
-        self.wizard.open()
+        wizard: QWizard = module.RestoreWizard(self.controller.ws, self)
+        self.wizard = wizard
+        wizard.finished.connect(self.controller.refresh)
+        wizard.open()

@@ -110,7 +110,8 @@ class PlanItemsPage(QWidget):
 
     def selected_name(self) -> str | None:
         items = self.table.selectedItems()
-        return self.table.item(items[0].row(), 0).text() if items else None
+        first = self.table.item(items[0].row(), 0) if items else None
+        return first.text() if first is not None else None
 
     @Slot()
     def add(self) -> AddDialog:

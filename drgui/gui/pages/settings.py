@@ -190,16 +190,8 @@ class SettingsPage(QWidget):
     def save(self) -> bool:
         ws = self.controller.ws
         try:
-            rpo = (
-                parse_duration(self.rpo.text().replace(" ", ""))
-                if " " not in self.rpo.text().strip()
-                else None
-            )
-            rto = (
-                parse_duration(self.rto.text().replace(" ", ""))
-                if " " not in self.rto.text().strip()
-                else None
-            )
+            rpo = edited_duration(self.rpo.text(), ws.plan.rpo_seconds)
+            rto = edited_duration(self.rto.text(), ws.plan.rto_seconds)
             rules = {key: schedule.validate_rule(edit.text().strip()) for key, edit in self.rules.items()}
         except DrguiError as error:
             self.message.say_error(error)

@@ -1,0 +1,31 @@
+"""Settings keeps an RPO/RTO shown as two units ('1h 30m'), and says why a duration it cannot read is refused.
+
+(Found by mypy: the page set `None` into the plan for any text with a space in it, then crashed saving it.)
+"""
+
+from __future__ import annotations
+
+from drgui.gui.app import App
+from tests.gui.test_pages import started  # noqa: F401 (a fixture)
+
+
+def test_a_two_unit_duration_shown_unchanged_is_kept(started: App) -> None:  # noqa: F811
+    started.ws.plan.rpo_seconds = 90 * 60
+    started.ws.plan.rto_seconds = 26 * 3600
+    started.ws.save()
+    page = started.window.pages["settings"]
+    page.load()
+    assert (page.rpo.text(), page.rto.text()) == ("1h 30m", "1d 2h")
+    assert page.save()
+    plan = started.ws.reload()
+    assert (plan.rpo_seconds, plan.rto_seconds) == (90 * 60, 26 * 3600)
+
+
+def test_a_duration_that_cannot_be_read_is_refused_and_the_plan_is_unchanged(started: App) -> None:  # noqa: F811
+    page = started.window.pages["settings"]
+    before = started.ws.plan.rpo_seconds
+    page.rpo.setText("2h 30m")
+    assert not page.save()
+    assert "is not a duration" in page.message.text()
+    assert started.ws.plan.rpo_seconds == before
+    assert started.ws.reload().rpo_seconds == before
