@@ -336,7 +336,8 @@ def test_kill_9_during_upload_to_s3_is_retried(
     if retry_with == "run-due":
         assert data["backup"]["due"] is False and data["queue"]["waiting"] == 0, data
     assert snapshot in s3.snapshot_ids()
-    assert s3_bucket.uploads(f"acme/{plan.plan_id}/snapshots/") == []  # the killed upload was aborted, not left to bill
+    # The killed upload was aborted, not left to bill.
+    assert s3_bucket.uploads(f"acme/{plan.plan_id}/snapshots/") == []
     assert ok(plan.cli("--json", "verify", snapshot, "--dest", "s3", "--deep")).json()["ok"]
 
 
