@@ -16,6 +16,35 @@ from drgui.core.s3common import describe_location, error_code, make_client, rais
 from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.sources.folder import _HashingFile
 
+ENCODED_DIR = ".drgui-s3-keys"  # members for keys that cannot be a plain relative path
+
+
+def _plain(relative: str) -> bool:
+    parts = relative.split("/")
+    return (
+        bool(relative)
+        and "\x00" not in relative
+        and parts[0] != ENCODED_DIR
+        and all(part not in ("", ".", "..") for part in parts)
+    )
+
+
+def member_names(relatives: list[str]) -> dict[str, str]:
+    """The tar member name of each object (its key after the prefix): the key itself when it is a plain
+    relative path that no other key uses as a directory; else `.drgui-s3-keys/<n>` (the manifest's
+    `object` gives the key back). So keys with `//`, a leading `/`, `.` or `..` segments, a trailing
+    `/` ("folder" objects) or both `a` and `a/b` restore exactly, under extract.py's rules."""
+    directories = {
+        "/".join(parts[:depth])
+        for parts in (r.split("/") for r in relatives)
+        for depth in range(1, len(parts))
+    }
+    names: dict[str, str] = {}
+    for relative in relatives:
+        plain = _plain(relative) and relative not in directories
+        names[relative] = relative if plain else f"{ENCODED_DIR}/{len(names):08d}"
+    return names
+
 
 class S3Source(Source):
     kind = "s3"
@@ -68,20 +97,23 @@ class S3Source(Source):
     def _write_tar(self, out: BinaryIO, files: list[dict[str, Any]], cancel) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        listing = list(self.objects())
+        names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
+        # (an empty key after the prefix is the prefix's own "folder" placeholder, skipped below)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for item in self.objects():
+            for item in listing:
                 cancel.check()
                 key = item["Key"]
                 relative = key[len(self._list_prefix) :]
-                if not relative or relative.endswith("/"):
-                    continue  # "folder" placeholder objects
+                if not relative:
+                    continue  # the prefix's own "folder" placeholder
                 try:
                     response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=item["ETag"])
                 except (ClientError, BotoCoreError) as error:
                     if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
                         continue  # deleted or replaced since the listing: the next run takes the new one
                     self._fail(error, f"read {key}")
-                info = tarfile.TarInfo(relative)
+                info = tarfile.TarInfo(names[relative])
                 info.size = int(response["ContentLength"])
                 info.mtime = int(item["LastModified"].timestamp())
                 info.mode = 0o644
@@ -92,8 +124,9 @@ class S3Source(Source):
                     response["Body"].close()
                 files.append(
                     {
-                        "path": relative,
+                        "path": info.name,
                         "key": key,
+                        "object": relative,
                         "size": info.size,
                         "mtime": info.mtime,
                         "etag": item["ETag"].strip('"'),
@@ -142,6 +175,7 @@ def restore_to_bucket(
             "or pass --overwrite after careful thought.",
         )
     expected = {f["path"]: f["sha256"] for f in entry.get("files", []) if "sha256" in f}
+    objects = {f["path"]: f.get("object", f["path"]) for f in entry.get("files", [])}
     bad: list[str] = []
     count = 0
     config = TransferConfig(multipart_chunksize=64 * 1024 * 1024, max_concurrency=2)
@@ -152,7 +186,8 @@ def restore_to_bucket(
             handle = tar.extractfile(member)
             assert handle is not None
             hashing = _HashingFile(handle)
-            key = f"{to_prefix}/{member.name}" if to_prefix else member.name
+            relative = objects.get(member.name, member.name)
+            key = f"{to_prefix}/{relative}" if to_prefix else relative
             try:
                 source.client.upload_fileobj(hashing, to_bucket, key, Config=config)
             except (ClientError, BotoCoreError) as error:
