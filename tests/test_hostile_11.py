@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from drgui.core.backup import ensure_identity_file, write_snapshot
 from drgui.core.config import SourceConfig
 from drgui.core.home import Home
+from drgui.core.progress import CancelToken, ignore_progress
+from drgui.core.sources.base import CaptureContext, PartStream
+from drgui.core.sources.folder import FolderSource
 from drgui.core.workspace import Workspace
-from tests.engine_fixtures import CliResult, Plan, ok
+from tests.engine_fixtures import CliResult, Plan, ok, write_folder
 from tests.s3_fixtures import S3Bucket
 
 pytestmark = pytest.mark.integration
@@ -88,3 +96,87 @@ def test_awkward_s3_keys_round_trip(new_plan: Callable[..., Plan], s3_bucket: S3
     assert (target / "a" / "b").read_bytes() == b"inside a"
     bodies = sorted(p.read_bytes() for p in target.rglob("*") if p.is_file())
     assert bodies == sorted(AWKWARD_KEYS.values())
+
+
+# --- a source's own I/O error is that source's failure, not the destination's ----------------------------
+class _DirectoryStreamSource(FolderSource):
+    """A source whose stream is a real file descriptor that fails on read (a directory: EISDIR)."""
+
+    def capture(self, ctx: CaptureContext) -> Iterator[PartStream]:
+        stream = os.fdopen(os.open(self.root, os.O_RDONLY), "rb", buffering=0)
+        try:
+            yield PartStream("files.tar.zst", stream, compressed=True)
+        finally:
+            stream.close()
+
+
+def test_source_read_error_inside_the_part_is_the_sources_failure(new_plan: Callable[..., Plan]) -> None:
+    plan = new_plan()
+    good = write_folder(plan.work / "good")
+    (plan.work / "bad").mkdir()
+    ws = Workspace(Home.resolve(plan.home))
+    bad = _DirectoryStreamSource(SourceConfig("bad", "folder", {"path": str(plan.work / "bad")}), None)
+    fine = FolderSource(SourceConfig("good", "folder", {"path": str(good)}), None)
+    primary = ws.destination("local")
+    ensure_identity_file(ws, primary)
+    snapshot_id, results = write_snapshot(ws, [bad, fine], primary, ignore_progress, CancelToken())
+    by_name = {r.name: r for r in results}
+    assert not by_name["bad"].ok and "Destination" not in (by_name["bad"].error or "")
+    assert by_name["good"].ok
+    assert (plan.snapshots_root / snapshot_id / "index.json").is_file()
+
+
+@pytest.fixture
+def short_read_file(tmp_path: Path) -> Iterator[Path]:
+    """A regular file that says 4096 bytes and gives fewer (a sysfs file bind-mounted in): the read fails
+    half-way, deterministically, even as root."""
+    donor = Path("/sys/kernel/profiling")
+    if os.geteuid() != 0 or not donor.is_file():
+        pytest.skip("needs root and sysfs to bind-mount a short-reading file")
+    target = tmp_path / "short-folder" / "shrinking.log"
+    target.parent.mkdir()
+    target.touch()
+    subprocess.run(["mount", "--bind", str(donor), str(target)], check=True)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
+def test_file_failing_mid_read_fails_only_its_folder(
+    new_plan: Callable[..., Plan], short_read_file: Path
+) -> None:
+    plan = new_plan()
+    good = write_folder(plan.work / "good")
+    ok(plan.cli("--json", "source", "add", "bad", "folder", "--path", str(short_read_file.parent)))
+    ok(plan.cli("--json", "source", "add", "good", "folder", "--path", str(good)))
+    backup = plan.cli("--json", "backup")
+    assert backup.code == 4, str(backup)
+    body = one_json(backup)
+    assert [s["name"] for s in body["sources"] if not s["ok"]] == ["bad"]
+    target = plan.work / "restored"
+    ok(plan.cli("--json", "restore", body["snapshot"], "--source", "good", "--to-dir", str(target)))
+    assert (target / "avatars" / "änne.png").read_bytes() == (good / "avatars" / "änne.png").read_bytes()
+
+
+# --- restore --overwrite of a .env keeps the one it replaces ---------------------------------------------
+def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[..., Plan]) -> None:
+    plan = new_plan()
+    live = plan.work / "app"
+    live.mkdir()
+    env = live / ".env"
+    env.write_text("OLD_KEY=backed-up\n")
+    ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(env)))
+    snapshot = one_json(ok(plan.cli("--json", "backup")))["snapshot"]
+    env.write_text("NEW_KEY=never-backed-up\n")
+    restored = one_json(
+        ok(plan.cli("--json", "restore", snapshot, "--source", "env", "--to-dir", str(live), "--overwrite"))
+    )
+    assert env.read_text() == "OLD_KEY=backed-up\n"
+    safety = restored["safety_snapshot"]
+    assert safety
+    back = plan.work / "back"
+    ok(plan.cli("--json", "restore", safety, "--source", "pre-restore-env", "--to-dir", str(back)))
+    assert (back / ".env").read_text() == "NEW_KEY=never-backed-up\n"
+    latest = one_json(ok(plan.cli("--json", "snapshots")))
+    assert safety in json.dumps(latest)

@@ -566,7 +566,10 @@ def restore_env(
     identity: str,
     overwrite: bool = False,
     cancel: CancelToken | None = None,
+    before_replace: Callable[[Path], str] | None = None,
 ) -> RestoreResult:
+    """Restore the `.env` into `to_dir`; with `overwrite`, an existing one is first kept by
+    `before_replace(file)` (the pre-restore safety snapshot), once the part decrypted and checked."""
     part = _part(entry, "env")
     if part is None:
         raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
@@ -575,15 +578,19 @@ def restore_env(
     if target.exists() and not overwrite:
         raise UsageError(f"Refused: {target} exists.", hint="Choose another directory, or pass --overwrite.")
     tmp = target.with_name(target.name + ".drgui-tmp")
+    safety_snapshot = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
     try:
         _decrypt_to_file(dest, snapshot_id, part, identity, tmp, cancel or CancelToken(), None)
+        if before_replace is not None and target.is_file():
+            safety_snapshot = before_replace(target)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     result = RestoreResult(snapshot_id, entry["name"], str(target))
+    result.safety_snapshot = safety_snapshot
     result.checks.append(
         {"name": "env", "ok": True, "detail": f"{len(entry.get('keys', []))} keys, sha256 matches"}
     )
@@ -704,7 +711,14 @@ def restore(
             )
         elif kind == "env":
             result = restore_env(
-                dest, snapshot_id, entry, to_dir, identity=identity, overwrite=overwrite, cancel=cancel
+                dest,
+                snapshot_id,
+                entry,
+                to_dir,
+                identity=identity,
+                overwrite=overwrite,
+                cancel=cancel,
+                before_replace=lambda file: take_safety_snapshot(ws, file, source_name, progress, cancel),
             )
         elif kind == "git":
             result = restore_git(dest, snapshot_id, entry, to_dir, identity=identity, cancel=cancel)

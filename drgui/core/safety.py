@@ -17,6 +17,8 @@ from drgui.core.config import SourceConfig
 from drgui.core.lock import HomeLock
 from drgui.core.progress import CancelToken, Progress, ProgressCallback
 from drgui.core.snapshot import SAFETY_PIN_REASON, SAFETY_PREFIX
+from drgui.core.sources.base import Source
+from drgui.core.sources.envfile import EnvSource
 from drgui.core.sources.folder import FolderSource
 from drgui.core.workspace import LOCAL_KINDS, Workspace
 
@@ -28,10 +30,14 @@ def safety_source_name(source_name: str) -> str:
 def take_safety_snapshot(
     ws: Workspace, directory: Path, source_name: str, progress: ProgressCallback, cancel: CancelToken | None
 ) -> str:
-    """Snapshot `directory` as it is now; return the snapshot id."""
-    source = FolderSource(
-        SourceConfig(safety_source_name(source_name), "folder", {"path": str(directory)}), None
-    )
+    """Snapshot `directory` as it is now (or, when it is a file such as a `.env`, that file as an env
+    source, restored with `--to-dir DIR` as DIR/<its name>); return the snapshot id."""
+    name = safety_source_name(source_name)
+    source: Source
+    if directory.is_file():
+        source = EnvSource(SourceConfig(name, "env", {"path": str(directory)}), None)
+    else:
+        source = FolderSource(SourceConfig(name, "folder", {"path": str(directory)}), None)
     source.preflight()
     progress(Progress("restore", source_name, f"Taking a safety snapshot of {directory} first"))
     with HomeLock(ws.home.lock_path, "restore"):
