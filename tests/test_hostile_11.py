@@ -17,7 +17,7 @@ from drgui.core.progress import CancelToken, ignore_progress
 from drgui.core.sources.base import CaptureContext, PartStream
 from drgui.core.sources.folder import FolderSource
 from drgui.core.workspace import Workspace
-from tests.engine_fixtures import CliResult, Plan, ok, write_folder
+from tests.engine_fixtures import CliResult, Plan, ok, run_cli, write_folder
 from tests.s3_fixtures import S3Bucket
 
 pytestmark = pytest.mark.integration
@@ -180,3 +180,22 @@ def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[
     assert (back / ".env").read_text() == "NEW_KEY=never-backed-up\n"
     latest = one_json(ok(plan.cli("--json", "snapshots")))
     assert safety in json.dumps(latest)
+
+
+# --- usage errors under --json ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--json", "no-such-command"],
+        ["--json", "restore", "latest"],  # --source missing
+        ["--json", "source", "add", "x", "ftp"],  # bad choice
+        ["--json", "backup", "--no-such-option"],
+        ["--json"],  # no command
+        ["snapshots", "--json", "--bogus"],
+    ],
+)
+def test_usage_errors_under_json_are_one_document(tmp_path: Path, args: list[str]) -> None:
+    result = run_cli(tmp_path / "home", *args)
+    assert result.code == 2, str(result)
+    body = one_json(result)
+    assert body["ok"] is False and body["kind"] == "UsageError" and body["error"], body
