@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -199,3 +200,98 @@ def test_usage_errors_under_json_are_one_document(tmp_path: Path, args: list[str
     assert result.code == 2, str(result)
     body = one_json(result)
     assert body["ok"] is False and body["kind"] == "UsageError" and body["error"], body
+
+
+# --- a full disk under the restore's staging directory ----------------------------------------------------
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_full_disk_during_restore_leaves_the_target_untouched(
+    new_plan: Callable[..., Plan], small_tmpfs: Path
+) -> None:
+    plan = new_plan()
+    source = plan.work / "src"
+    source.mkdir()
+    (source / "big.bin").write_bytes(os.urandom(8_000_000))
+    (source / "live.txt").write_text("from the snapshot\n")
+    ok(plan.cli("--json", "source", "add", "files", "folder", "--path", str(source)))
+    snapshot = one_json(ok(plan.cli("--json", "backup")))["snapshot"]
+    target = small_tmpfs / "target"
+    target.mkdir()
+    (target / "live.txt").write_text("live, newer\n")
+    before = sorted(os.listdir(small_tmpfs)), sorted(os.listdir(target))
+    for args in (["--to-dir", str(target), "--overwrite"], ["--to-dir", str(small_tmpfs / "new")]):
+        result = plan.cli("--json", "restore", snapshot, "--source", "files", *args)
+        assert result.code == 1, str(result)
+        body = one_json(result)
+        assert "target is unchanged" in body["error"] and "space" in body["error"]
+        assert "free" in (body["hint"] or "").lower(), body
+        assert (sorted(os.listdir(small_tmpfs)), sorted(os.listdir(target))) == before
+        assert (target / "live.txt").read_text() == "live, newer\n"
+
+
+# --- a locked keyring -------------------------------------------------------------------------------------
+LOCK_AND_BACK_UP = """
+import json, subprocess, sys
+import secretstorage
+home, passphrase_file = sys.argv[1], sys.argv[2]
+def drgui(*args):
+    return subprocess.run([sys.executable, "-m", "drgui", "--home", home, "--json", *args],
+                          capture_output=True, text=True)
+assert drgui("init", "--name", "Locked", "--passphrase-file", passphrase_file).returncode == 0
+assert drgui("dest", "add", "local", "local", "--path", home + "-dest").returncode == 0
+import os
+os.makedirs(home + "-src")
+assert drgui("source", "add", "files", "folder", "--path", home + "-src").returncode == 0
+open(home + "-src/a.txt", "w").write("a")
+assert drgui("backup").returncode == 0
+connection = secretstorage.dbus_init()
+secretstorage.get_default_collection(connection).lock()
+results = {}
+commands = (
+    ["backup"], ["snapshots"], ["verify", "latest", "--deep"],
+    ["restore", "latest", "--source", "files", "--to-dir", home + "-out"],
+)
+for command in commands:
+    run = drgui(*command)
+    results[command[0]] = [run.returncode, run.stdout, "Traceback" in run.stderr]
+print(json.dumps(results))
+"""
+
+
+def test_locked_keyring_is_exit_3_not_a_traceback(tmp_path: Path) -> None:
+    passphrase = tmp_path / "pp.txt"
+    passphrase.write_text("orbit velvet cactus harbor lantern seventeen\n")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DRGUI_IN_KEYRING_SESSION", "DBUS_SESSION_BUS_ADDRESS")
+    }
+    env["DRGUI_NO_PROMPT"] = "1"
+    env["TMPDIR"] = str(tmp_path)
+    tool = Path(__file__).resolve().parent.parent / "tools" / "with-keyring"
+    run = subprocess.run(
+        [str(tool), sys.executable, "-c", LOCK_AND_BACK_UP, str(tmp_path / "home"), str(passphrase)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    results = json.loads(run.stdout.strip().splitlines()[-1])
+    for command, (code, stdout, traceback) in results.items():
+        assert not traceback, command
+        body = json.loads(stdout)  # one document, whatever the command
+        if command in ("backup", "verify", "restore"):
+            assert code == 3 and body["kind"] == "KeyringLocked", (command, code, body)

@@ -8,6 +8,7 @@ Folders, .env files and git repositories go into a new or empty directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -453,6 +454,7 @@ def restore_folder(
         raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir, scratch_dir) as staging:
+        hint = "Restore an older snapshot, or from another destination with --dest."
         try:
             report = _unpack(
                 dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
@@ -460,11 +462,9 @@ def restore_folder(
             problems = report.problems
         except OperationFailed as error:
             problems = [error.message]
+            hint = error.hint or hint
         if problems:
-            raise OperationFailed(
-                "Not restored, the target is unchanged: " + "; ".join(problems),
-                hint="Restore an older snapshot, or from another destination with --dest.",
-            )
+            raise OperationFailed("Not restored, the target is unchanged: " + "; ".join(problems), hint=hint)
         cancel.check()
         if before_replace is not None and to_dir.exists() and any(to_dir.iterdir()):
             result.safety_snapshot = before_replace()
@@ -491,8 +491,11 @@ def _unpack(
         try:
             return check_archive(reader, entry, DiskWriter(staging), cancel, part["path"])
         except OSError as error:
+            where = staging.parent.parent  # the target's parent (the staging holder is removed)
+            hint = "Free some space there, or restore into a directory on another disk."
             raise OperationFailed(
-                f"Cannot write the restored files beside {staging.parent}: {error.strerror}; not restored."
+                f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
+                hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
             ) from None
 
 
