@@ -295,3 +295,24 @@ def test_locked_keyring_is_exit_3_not_a_traceback(tmp_path: Path) -> None:
         body = json.loads(stdout)  # one document, whatever the command
         if command in ("backup", "verify", "restore"):
             assert code == 3 and body["kind"] == "KeyringLocked", (command, code, body)
+
+
+# --- two plans, one bucket, prefixes that are prefixes of each other ---------------------------------------
+@pytest.mark.parametrize(("prefix_a", "prefix_b"), [("acme", "acme-2/"), ("", "acme"), ("acme/", "acme/b")])
+def test_two_plans_on_one_bucket_with_overlapping_prefixes(
+    tmp_path: Path, s3_bucket: S3Bucket, prefix_a: str, prefix_b: str
+) -> None:
+    from tests.test_plan_scope import PlanHome, check_isolation, two_plans
+    from tests.test_plan_scope import ok as scoped_ok
+
+    prefixes = iter((prefix_a, prefix_b))
+
+    def add(plan: PlanHome) -> None:
+        args = ["--bucket", s3_bucket.name, "--prefix", next(prefixes), "--endpoint-url", s3_bucket.endpoint]
+        scoped_ok(plan.cli("dest", "add", "bucket", "s3", *args, "--region", "us-east-1"))
+        ws = plan.ws
+        ws.plan.destination("bucket").settings["part_size_mb"] = 5
+        ws.save()
+
+    plan_a, plan_b, ids = two_plans(tmp_path, add)
+    check_isolation(plan_a, plan_b, ids, "bucket")
