@@ -316,3 +316,35 @@ def test_two_plans_on_one_bucket_with_overlapping_prefixes(
 
     plan_a, plan_b, ids = two_plans(tmp_path, add)
     check_isolation(plan_a, plan_b, ids, "bucket")
+
+
+# --- a damaged identity.age at a destination -------------------------------------------------------------
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_identity_at_second_destination_is_rewritten_never_spread(
+    new_plan: Callable[..., Plan],
+) -> None:
+    plan = new_plan()
+    ok(plan.cli("--json", "source", "add", "files", "folder", "--path", str(write_folder(plan.work / "f"))))
+    second = plan.work / "second"
+    ok(plan.cli("--json", "dest", "add", "second", "local", "--path", str(second)))
+    ok(plan.cli("--json", "backup"))
+    home_copy = (plan.home / "identity.age").read_bytes()
+    damaged = second / plan.plan_id / "identity.age"
+    flip_byte(damaged)
+    bad = damaged.read_bytes()
+    backup = one_json(ok(plan.cli("--json", "backup")))
+    assert any("identity.age at destination 'second' was damaged" in w for w in backup["warnings"]), backup
+    assert damaged.read_bytes() == home_copy
+    assert [p.read_bytes() for p in damaged.parent.glob("identity.age.damaged-*")] == [bad]
+    assert (plan.dest_dir / plan.plan_id / "identity.age").read_bytes() == home_copy
+    # With no destination agreeing with the home, nothing is written: only said.
+    flip_byte(plan.home / "identity.age")
+    backup = one_json(ok(plan.cli("--json", "backup")))
+    assert sum("differs from this plan's copy" in w for w in backup["warnings"]) == 2, backup
+    assert damaged.read_bytes() == home_copy
+    assert (plan.dest_dir / plan.plan_id / "identity.age").read_bytes() == home_copy

@@ -141,6 +141,50 @@ def ensure_identity_file(ws: Workspace, dest: Destination) -> None:
         dest.put_bytes(IDENTITY_FILE, ws.wrapped_identity_path.read_bytes())
 
 
+def repair_identity_copies(ws: Workspace, dests: list[Destination]) -> list[str]:
+    """Compare each destination's identity.age with the home's; a copy that differs while another
+    destination holds the home's bytes is damaged: it is kept aside (identity.age.damaged-<time>) and
+    rewritten. When no destination agrees with the home, nothing is written (the home's copy may be the
+    damaged one: corruption is never spread); the warning says how to check. Returns the warnings."""
+    if not ws.wrapped_identity_path.exists():
+        return []
+    home_copy = ws.wrapped_identity_path.read_bytes()
+    copies: dict[str, bytes] = {}
+    for dest in dests:
+        try:
+            if dest.available() and dest.exists(IDENTITY_FILE):
+                with dest.open_read(IDENTITY_FILE) as handle:
+                    copies[dest.name] = handle.read()
+        except (DrguiError, OSError):
+            continue  # unreachable now: the copy's own error is reported elsewhere
+    agreeing = [name for name, data in copies.items() if data == home_copy]
+    warnings = []
+    for dest in dests:
+        if dest.name not in copies or copies[dest.name] == home_copy:
+            continue
+        if not agreeing:
+            warnings.append(
+                f"identity.age at destination '{dest.name}' differs from this plan's copy in its home. "
+                f"Check it: `age -d` of it must accept the recovery passphrase; if not, delete it and the "
+                "next backup writes it again."
+            )
+            continue
+        aside = f"{IDENTITY_FILE}.damaged-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        try:
+            dest.put_bytes(aside, copies[dest.name])
+            dest.put_bytes(IDENTITY_FILE, home_copy)
+        except (DrguiError, OSError) as error:
+            warnings.append(
+                f"identity.age at destination '{dest.name}' is damaged and could not be rewritten: {error}"
+            )
+            continue
+        warnings.append(
+            f"identity.age at destination '{dest.name}' was damaged (it differed from the copy at "
+            f"'{agreeing[0]}' and in the home): rewritten, the damaged one kept as {aside}."
+        )
+    return warnings
+
+
 def find_local_copy(ws: Workspace, snapshot_id: str) -> Destination | None:
     for dest in [*_local_destinations(ws.destinations()), ws.queue_destination()]:
         if dest.available() and snapshot_id in dest.snapshot_ids():
@@ -422,6 +466,7 @@ def run_backup(
                     continue
                 dest_results.append(replicate(ws, primary, dest, snapshot_id, progress, cancel))
             _drop_uploaded_queue_copies(ws)
+            warnings += repair_identity_copies(ws, dests)
         except Cancelled:
             ws.history.finish_run(run_id, "cancelled")
             shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
