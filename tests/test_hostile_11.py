@@ -193,6 +193,8 @@ def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[
         ["--json", "backup", "--no-such-option"],
         ["--json"],  # no command
         ["snapshots", "--json", "--bogus"],
+        ["--json", "history", "--limit", "-5"],  # SQLite took it as "no limit"
+        ["--json", "history", "--limit", "0"],
     ],
 )
 def test_usage_errors_under_json_are_one_document(tmp_path: Path, args: list[str]) -> None:
