@@ -350,3 +350,26 @@ def test_damaged_identity_at_second_destination_is_rewritten_never_spread(
     assert sum("differs from this plan's copy" in w for w in backup["warnings"]) == 2, backup
     assert damaged.read_bytes() == home_copy
     assert (plan.dest_dir / plan.plan_id / "identity.age").read_bytes() == home_copy
+
+
+# --- a folder source that holds the destination -----------------------------------------------------------
+def test_folder_holding_its_destination_does_not_back_up_its_backups(tmp_path: Path) -> None:
+    from tests.engine_fixtures import PASSPHRASE
+
+    app = tmp_path / "srv" / "app"
+    write_folder(app)
+    (tmp_path / "pp.txt").write_text(PASSPHRASE + "\n")
+    home = app / ".drgui"  # the home inside the folder too
+    plan = Plan(home, app / "backups", tmp_path / "pp.txt", tmp_path)
+    ok(plan.cli("--json", "init", "--name", "Nested", "--passphrase-file", str(plan.passphrase_file)))
+    ok(plan.cli("--json", "dest", "add", "local", "local", "--path", str(plan.dest_dir)))
+    ok(plan.cli("--json", "source", "add", "app", "folder", "--path", str(app)))
+    sizes = []
+    for _ in range(3):
+        body = one_json(ok(plan.cli("--json", "backup")))
+        sizes.append(body["sources"][0]["bytes"])
+        assert any("backups: skipped" in w for w in body["sources"][0].get("warnings", [])), body
+    assert sizes[2] < sizes[0] * 1.2, sizes  # not growing with its own snapshots
+    target = tmp_path / "restored"
+    ok(plan.cli("--json", "restore", "latest", "--source", "app", "--to-dir", str(target)))
+    assert sorted(p.name for p in target.iterdir()) == ["avatars", "empty.txt", "invoices"]

@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import drgui
@@ -256,11 +257,21 @@ def _drop_uploaded_queue_copies(ws: Workspace) -> None:
             queue.delete_snapshot(snapshot_id)
 
 
+def own_directories(ws: Workspace) -> dict[Path, str]:
+    """drgui's own directories, never captured by a folder source: the home and local destinations."""
+    own = {ws.home.path: "this plan's drgui home"}
+    for dest in _local_destinations(ws.destinations()):
+        root = getattr(dest, "base_root", None) or getattr(dest, "root", None)  # with other plans' scopes
+        if isinstance(root, Path):
+            own[root] = f"the destination '{dest.name}'"
+    return own
+
+
 def _capture_source(
     ws: Workspace, source: Source, writer, recipient: str, cancel: CancelToken, progress: ProgressCallback
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
-    ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel)
+    ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel, never_capture=own_directories(ws))
     records: list[PartRecord] = []
     opened: list[str] = []
     meter = RateMeter(progress, "backup", source.name)
