@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drgui.core.backup import ensure_identity_file, write_snapshot
-from drgui.core.config import SourceConfig
+from drgui.core.config import DestConfig, SourceConfig
 from drgui.core.home import Home
 from drgui.core.progress import CancelToken, ignore_progress
 from drgui.core.sources.base import CaptureContext, PartStream
@@ -373,3 +373,23 @@ def test_folder_holding_its_destination_does_not_back_up_its_backups(tmp_path: P
     target = tmp_path / "restored"
     ok(plan.cli("--json", "restore", "latest", "--source", "app", "--to-dir", str(target)))
     assert sorted(p.name for p in target.iterdir()) == ["avatars", "empty.txt", "invoices"]
+
+
+def test_s3_source_in_the_destination_bucket_skips_the_backups(
+    new_plan: Callable[..., Plan], s3_bucket: S3Bucket
+) -> None:
+    plan = new_plan()
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="uploads/a.txt", Body=b"a")
+    ws = Workspace(Home.resolve(plan.home))
+    ws.plan.destinations.append(DestConfig("s3", "s3", s3_bucket.settings("drgui")))
+    ws.save()
+    add_s3_source(plan, s3_bucket, "")  # the whole bucket, the destination's prefix included
+    sizes = []
+    for _ in range(3):
+        body = one_json(ok(plan.cli("--json", "backup")))
+        sizes.append(body["sources"][0]["bytes"])
+        assert any("drgui/: skipped" in w for w in body["sources"][0].get("warnings", [])) or len(sizes) == 1
+    assert sizes[0] == sizes[1] == sizes[2], sizes
+    target = plan.work / "restored"
+    ok(plan.cli("--json", "restore", "latest", "--source", "uploads", "--to-dir", str(target)))
+    assert [p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()] == ["uploads/a.txt"]

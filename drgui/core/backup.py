@@ -267,11 +267,30 @@ def own_directories(ws: Workspace) -> dict[Path, str]:
     return own
 
 
+def own_s3_prefixes(ws: Workspace) -> dict[tuple[str, str, str], str]:
+    """The plan's S3 destinations as key prefixes an S3 source never captures: the whole prefix given to
+    drgui, or with none, the plan's scope and the legacy `snapshots/`."""
+    own = {}
+    for config in ws.plan.destinations:
+        if config.kind != "s3":
+            continue
+        endpoint, bucket = str(config.settings.get("endpoint_url") or ""), str(config.settings["bucket"])
+        base = str(config.settings.get("prefix", "")).strip("/")
+        for prefix in [base] if base else [ws.plan.plan_id, "snapshots"]:
+            own[(endpoint, bucket, prefix + "/")] = f"the destination '{config.name}'"
+    return own
+
+
 def _capture_source(
     ws: Workspace, source: Source, writer, recipient: str, cancel: CancelToken, progress: ProgressCallback
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
-    ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel, never_capture=own_directories(ws))
+    ctx = CaptureContext(
+        workdir=ws.home.tmp_dir,
+        cancel=cancel,
+        never_capture=own_directories(ws),
+        never_capture_keys=own_s3_prefixes(ws),
+    )
     records: list[PartRecord] = []
     opened: list[str] = []
     meter = RateMeter(progress, "backup", source.name)

@@ -94,10 +94,17 @@ class S3Source(Source):
         except (ClientError, BotoCoreError) as error:
             self._fail(error, "list")
 
-    def _write_tar(self, out: BinaryIO, files: list[dict[str, Any]], cancel) -> None:
+    def _write_tar(self, out: BinaryIO, files: list[dict[str, Any]], cancel, ctx: CaptureContext) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         listing = list(self.objects())
+        endpoint = str(self.config.settings.get("endpoint_url") or "")
+        for (where, bucket, prefix), what in ctx.never_capture_keys.items():
+            if (where, bucket) == (endpoint, self.bucket) and any(
+                i["Key"].startswith(prefix) for i in listing
+            ):
+                listing = [item for item in listing if not item["Key"].startswith(prefix)]
+                ctx.warnings.append(f"s3://{bucket}/{prefix}: skipped, it is {what} (its own backups)")
         names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
         # (an empty key after the prefix is the prefix's own "folder" placeholder, skipped below)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -139,7 +146,7 @@ class S3Source(Source):
         yield from tar_part_stream(
             "objects.tar.zst",
             f"S3 source '{self.name}'",
-            lambda out: self._write_tar(out, files, ctx.cancel),
+            lambda out: self._write_tar(out, files, ctx.cancel, ctx),
         )
         ctx.manifest.update(
             {
