@@ -67,7 +67,7 @@ def test_awkward_s3_keys_round_trip(new_plan: Callable[..., Plan], s3_bucket: S3
     assert deep["ok"], deep
 
     s3_bucket.client.create_bucket(Bucket=s3_bucket.name + "-copy")
-    for prefix in ("restored", ""):
+    for prefix in ("", "restored"):  # the bucket root while it is empty, then a prefix
         one_json(
             ok(
                 plan.cli(
@@ -281,6 +281,9 @@ def test_locked_keyring_is_exit_3_not_a_traceback(tmp_path: Path) -> None:
     }
     env["DRGUI_NO_PROMPT"] = "1"
     env["TMPDIR"] = str(tmp_path)
+    runtime = tmp_path / "runtime"  # its own keyring daemon in every way: locking it locks no one else's
+    runtime.mkdir(mode=0o700)
+    env |= {"XDG_RUNTIME_DIR": str(runtime), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     tool = Path(__file__).resolve().parent.parent / "tools" / "with-keyring"
     run = subprocess.run(
         [str(tool), sys.executable, "-c", LOCK_AND_BACK_UP, str(tmp_path / "home"), str(passphrase)],
@@ -393,3 +396,25 @@ def test_s3_source_in_the_destination_bucket_skips_the_backups(
     target = plan.work / "restored"
     ok(plan.cli("--json", "restore", "latest", "--source", "uploads", "--to-dir", str(target)))
     assert [p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()] == ["uploads/a.txt"]
+
+
+def test_restore_to_a_non_empty_bucket_prefix_refuses_or_keeps_a_safety_snapshot(
+    new_plan: Callable[..., Plan], s3_bucket: S3Bucket
+) -> None:
+    plan = new_plan()
+    s3_bucket.client.put_object(Bucket=s3_bucket.name, Key="up/a.txt", Body=b"backed up")
+    add_s3_source(plan, s3_bucket, "up")
+    snapshot = one_json(ok(plan.cli("--json", "backup")))["snapshot"]
+    copy = s3_bucket.name + "-copy"
+    s3_bucket.client.create_bucket(Bucket=copy)
+    s3_bucket.client.put_object(Bucket=copy, Key="live/a.txt", Body=b"live, never backed up")
+    args = ["--json", "restore", snapshot, "--source", "uploads", "--to-bucket", copy, "--to-prefix", "live"]
+    refused = plan.cli(*args)
+    assert refused.code == 2 and "not empty" in one_json(refused)["error"], str(refused)
+    assert bucket_objects(s3_bucket, copy, "live/") == {"a.txt": b"live, never backed up"}
+    restored = one_json(ok(plan.cli(*args, "--overwrite")))
+    assert bucket_objects(s3_bucket, copy, "live/") == {"a.txt": b"backed up"}
+    back = plan.work / "back"
+    safety = restored["safety_snapshot"]
+    ok(plan.cli("--json", "restore", safety, "--source", "pre-restore-uploads", "--to-dir", str(back)))
+    assert (back / "a.txt").read_bytes() == b"live, never backed up"

@@ -28,16 +28,23 @@ def safety_source_name(source_name: str) -> str:
 
 
 def take_safety_snapshot(
-    ws: Workspace, directory: Path, source_name: str, progress: ProgressCallback, cancel: CancelToken | None
+    ws: Workspace,
+    directory: Path | str,
+    source_name: str,
+    progress: ProgressCallback,
+    cancel: CancelToken | None,
+    source: Source | None = None,
 ) -> str:
     """Snapshot `directory` as it is now (or, when it is a file such as a `.env`, that file as an env
-    source, restored with `--to-dir DIR` as DIR/<its name>); return the snapshot id."""
+    source, restored with `--to-dir DIR` as DIR/<its name>; or `source` as given, e.g. the bucket prefix
+    a restore --to-bucket replaces, `directory` then naming it); return the snapshot id."""
     name = safety_source_name(source_name)
-    source: Source
-    if directory.is_file():
-        source = EnvSource(SourceConfig(name, "env", {"path": str(directory)}), None)
-    else:
-        source = FolderSource(SourceConfig(name, "folder", {"path": str(directory)}), None)
+    if source is None:
+        path = Path(directory)
+        if path.is_file():
+            source = EnvSource(SourceConfig(name, "env", {"path": str(path)}), None)
+        else:
+            source = FolderSource(SourceConfig(name, "folder", {"path": str(path)}), None)
     source.preflight()
     progress(Progress("restore", source_name, f"Taking a safety snapshot of {directory} first"))
     with HomeLock(ws.home.lock_path, "restore"):

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Any, BinaryIO, NoReturn
 
+from drgui.core.config import SourceConfig
 from drgui.core.errors import DestinationError, SourceError, UsageError
 from drgui.core.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.sources.base import CaptureContext, PartStream, Source, tar_part_stream
@@ -227,11 +228,33 @@ def restore_bucket(
     """`restore ID --source NAME --to-bucket B [--to-prefix P]`: decrypt the tar and upload its objects."""
     from drgui.core.progress import CancelToken, ignore_progress
     from drgui.core.restore import RestoreResult, _part, decrypted_pipe
+    from drgui.core.safety import safety_source_name, take_safety_snapshot
+    from drgui.core.snapshot import SAFETY_PREFIX
 
     cancel = cancel or CancelToken()
-    source = ws.sources([entry["name"]])[0]
+    source = ws.sources([entry["name"].removeprefix(SAFETY_PREFIX)])[0]  # its credentials
     if not isinstance(source, S3Source):
         raise UsageError(f"Source '{entry['name']}' is not an S3 source in this plan.")
+    target = S3Source(
+        SourceConfig(
+            safety_source_name(entry["name"]),
+            "s3",
+            {**source.config.settings, "bucket": to_bucket, "prefix": to_prefix},
+        ),
+        None,
+    )
+    target.client = source.client  # type: ignore[misc]  # the same credentials, another bucket/prefix
+    where = f"s3://{to_bucket}/{target.prefix}"
+    if next(iter(target.objects()), None) is not None:  # never replace objects without a safety copy
+        if not overwrite:
+            raise UsageError(
+                f"Refused: {where} is not empty.",
+                hint="Restore into an empty bucket or prefix (or pass --overwrite: drgui first takes a "
+                "safety snapshot of what is there).",
+            )
+        safety = take_safety_snapshot(ws, where, entry["name"], progress or ignore_progress, cancel, target)
+    else:
+        safety = None
     part = _part(entry, "objects.tar.zst")
     if part is None:
         raise SourceError(f"The snapshot has no objects for source '{entry['name']}'.")
@@ -241,5 +264,6 @@ def restore_bucket(
     ):
         checks = restore_to_bucket(source, reader, entry, to_bucket, to_prefix, overwrite=overwrite)
     result = RestoreResult(snapshot_id, entry["name"], f"s3://{to_bucket}/{to_prefix.strip('/')}")
+    result.safety_snapshot = safety
     result.checks.extend(checks)
     return result
