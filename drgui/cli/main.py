@@ -109,11 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageExit as refused:
-        usage = {"error": refused.message, "hint": "See `drgui --help`.", "kind": "UsageError"}
+        usage: dict[str, object] = {
+            "error": refused.message,
+            "hint": "See `drgui --help`.",
+            "kind": "UsageError",
+        }
         return _report(Output(wants_json), usage, f"drgui: error: {refused.message}", EXIT_USAGE)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
-        usage = {"error": "No command given.", "hint": "See `drgui --help`.", "kind": "UsageError"}
+        usage = {
+            "error": "No command given.",
+            "hint": "See `drgui --help`.",
+            "kind": "UsageError",
+        }
         return _report(Output(wants_json), usage, "drgui: error: no command given", EXIT_USAGE)
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)

@@ -243,7 +243,7 @@ def restore_bucket(
         ),
         None,
     )
-    target.client = source.client  # type: ignore[misc]  # the same credentials, another bucket/prefix
+    target.client = source.client  # the same credentials, another bucket/prefix
     where = f"s3://{to_bucket}/{target.prefix}"
     if next(iter(target.objects()), None) is not None:  # never replace objects without a safety copy
         if not overwrite:
