@@ -161,6 +161,16 @@ class S3Source(Source):
         )
 
 
+def refuse_live_prefix(entry: dict[str, Any], to_bucket: str, to_prefix: str, overwrite: bool) -> None:
+    """The source's own live bucket/prefix is never a restore target without --overwrite."""
+    if (to_bucket, to_prefix.strip("/")) == (entry.get("bucket"), entry.get("prefix", "")) and not overwrite:
+        raise UsageError(
+            f"Refused: s3://{to_bucket}/{to_prefix} is the live bucket/prefix of source '{entry['name']}'.",
+            hint="Restore into another bucket or prefix (--to-prefix restored/), check it, then switch; "
+            "or pass --overwrite after careful thought.",
+        )
+
+
 def restore_to_bucket(
     source: S3Source,
     tar_stream: BinaryIO,
@@ -176,12 +186,7 @@ def restore_to_bucket(
     from botocore.exceptions import BotoCoreError, ClientError
 
     to_prefix = to_prefix.strip("/")
-    if (to_bucket, to_prefix) == (entry.get("bucket"), entry.get("prefix", "")) and not overwrite:
-        raise UsageError(
-            f"Refused: s3://{to_bucket}/{to_prefix} is the live bucket/prefix of source '{entry['name']}'.",
-            hint="Restore into another bucket or prefix (--to-prefix restored/), check it, then switch; "
-            "or pass --overwrite after careful thought.",
-        )
+    refuse_live_prefix(entry, to_bucket, to_prefix, overwrite)
     expected = {f["path"]: f["sha256"] for f in entry.get("files", []) if "sha256" in f}
     objects = {f["path"]: f.get("object", f["path"]) for f in entry.get("files", [])}
     bad: list[str] = []
@@ -243,6 +248,7 @@ def restore_bucket(
         ),
         None,
     )
+    refuse_live_prefix(entry, to_bucket, to_prefix, overwrite)
     target.client = source.client  # the same credentials, another bucket/prefix
     where = f"s3://{to_bucket}/{target.prefix}"
     if next(iter(target.objects()), None) is not None:  # never replace objects without a safety copy
