@@ -496,7 +496,10 @@ def run_backup(
                     continue
                 dest_results.append(replicate(ws, primary, dest, snapshot_id, progress, cancel))
             _drop_uploaded_queue_copies(ws)
-            warnings += repair_identity_copies(ws, dests)
+            reached = [
+                d for d, r in zip(dests, dest_results, strict=True) if r.ok
+            ]  # not an unreachable one again
+            warnings += repair_identity_copies(ws, reached)
         except Cancelled:
             ws.history.finish_run(run_id, "cancelled")
             shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
