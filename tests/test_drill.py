@@ -33,17 +33,37 @@ INSERT INTO invoices SELECT g, 1 + g % 500, g * 7 FROM generate_series(1, 2000) 
 """
 
 
-def drill_leftovers() -> tuple[set[str], set[int]]:
-    """Temp dirs of embedded drill clusters and live processes of them (postmaster and children)."""
+@pytest.fixture(autouse=True)
+def private_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's own temp dir (for drgui in process and in children), so the leftover checks below see
+    only its drill clusters, never those of tests running elsewhere on the machine. Beside the system
+    temp dir, mode 0755: a PostgreSQL that runs as another user must enter it. (`tmp_path` first: pytest's
+    own base temp dir is never inside it.)"""
     import tempfile
 
-    dirs = {p.name for p in Path(tempfile.gettempdir()).glob("drgui-drill-pg-*")}
+    private = Path(tempfile.mkdtemp(prefix="drgui-test-tmp-"))
+    private.chmod(0o755)
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    yield private
+    monkeypatch.undo()
+    shutil.rmtree(private, ignore_errors=True)
+
+
+def drill_leftovers() -> tuple[set[str], set[int]]:
+    """Temp dirs of embedded drill clusters in this test's private temp dir and live processes of them
+    (postmaster and children)."""
+    import tempfile
+
+    base = Path(tempfile.gettempdir())
+    dirs = {p.name for p in base.glob("drgui-drill-pg-*")}
+    mark = str(base / "drgui-drill-pg-").encode()
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if b"drgui-drill-pg-" in (proc / "cmdline").read_bytes():
+            if mark in (proc / "cmdline").read_bytes():
                 pids.add(int(proc.name))
         except OSError:
             continue

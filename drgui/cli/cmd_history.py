@@ -13,7 +13,15 @@ def register(sub, common) -> None:
     )
     parser.add_argument("--verify", action="store_true", help="check the hash chain of the audit log")
     parser.add_argument("--csv", metavar="FILE", help="export the audit log as CSV")
-    parser.add_argument("--limit", type=int, default=30)
+    parser.add_argument("--limit", type=_positive, default=30, help="how many runs (default 30)")
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1 (SQLite reads LIMIT -5 as no limit)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
 
 
 def run(args, out) -> int:

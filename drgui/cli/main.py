@@ -41,11 +41,18 @@ COMMAND_MODULES = (
 )
 
 
+class UsageExit(SystemExit):
+    """argparse refused the command line (unknown command, missing option, bad choice)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        print(f"drgui: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+        raise UsageExit(message)
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -97,10 +104,25 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in words[: words.index("--")] if "--" in words else "--json" in words
+    try:
+        args = parser.parse_args(argv)
+    except UsageExit as refused:
+        usage: dict[str, object] = {
+            "error": refused.message,
+            "hint": "See `drgui --help`.",
+            "kind": "UsageError",
+        }
+        return _report(Output(wants_json), usage, f"drgui: error: {refused.message}", EXIT_USAGE)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
-        return EXIT_USAGE
+        usage = {
+            "error": "No command given.",
+            "hint": "See `drgui --help`.",
+            "kind": "UsageError",
+        }
+        return _report(Output(wants_json), usage, "drgui: error: no command given", EXIT_USAGE)
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)
     out = Output(args.json)

@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import drgui
@@ -141,6 +142,50 @@ def ensure_identity_file(ws: Workspace, dest: Destination) -> None:
         dest.put_bytes(IDENTITY_FILE, ws.wrapped_identity_path.read_bytes())
 
 
+def repair_identity_copies(ws: Workspace, dests: list[Destination]) -> list[str]:
+    """Compare each destination's identity.age with the home's; a copy that differs while another
+    destination holds the home's bytes is damaged: it is kept aside (identity.age.damaged-<time>) and
+    rewritten. When no destination agrees with the home, nothing is written (the home's copy may be the
+    damaged one: corruption is never spread); the warning says how to check. Returns the warnings."""
+    if not ws.wrapped_identity_path.exists():
+        return []
+    home_copy = ws.wrapped_identity_path.read_bytes()
+    copies: dict[str, bytes] = {}
+    for dest in dests:
+        try:
+            if dest.available() and dest.exists(IDENTITY_FILE):
+                with dest.open_read(IDENTITY_FILE) as handle:
+                    copies[dest.name] = handle.read()
+        except (DrguiError, OSError):
+            continue  # unreachable now: the copy's own error is reported elsewhere
+    agreeing = [name for name, data in copies.items() if data == home_copy]
+    warnings = []
+    for dest in dests:
+        if dest.name not in copies or copies[dest.name] == home_copy:
+            continue
+        if not agreeing:
+            warnings.append(
+                f"identity.age at destination '{dest.name}' differs from this plan's copy in its home. "
+                f"Check it: `age -d` of it must accept the recovery passphrase; if not, delete it and the "
+                "next backup writes it again."
+            )
+            continue
+        aside = f"{IDENTITY_FILE}.damaged-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        try:
+            dest.put_bytes(aside, copies[dest.name])
+            dest.put_bytes(IDENTITY_FILE, home_copy)
+        except (DrguiError, OSError) as error:
+            warnings.append(
+                f"identity.age at destination '{dest.name}' is damaged and could not be rewritten: {error}"
+            )
+            continue
+        warnings.append(
+            f"identity.age at destination '{dest.name}' was damaged (it differed from the copy at "
+            f"'{agreeing[0]}' and in the home): rewritten, the damaged one kept as {aside}."
+        )
+    return warnings
+
+
 def find_local_copy(ws: Workspace, snapshot_id: str) -> Destination | None:
     for dest in [*_local_destinations(ws.destinations()), ws.queue_destination()]:
         if dest.available() and snapshot_id in dest.snapshot_ids():
@@ -217,6 +262,30 @@ def _drop_uploaded_queue_copies(ws: Workspace) -> None:
             queue.delete_snapshot(snapshot_id)
 
 
+def own_directories(ws: Workspace) -> dict[Path, str]:
+    """drgui's own directories, never captured by a folder source: the home and local destinations."""
+    own = {ws.home.path: "this plan's drgui home"}
+    for dest in _local_destinations(ws.destinations()):
+        root = getattr(dest, "base_root", None) or getattr(dest, "root", None)  # with other plans' scopes
+        if isinstance(root, Path):
+            own[root] = f"the destination '{dest.name}'"
+    return own
+
+
+def own_s3_prefixes(ws: Workspace) -> dict[tuple[str, str, str], str]:
+    """The plan's S3 destinations as key prefixes an S3 source never captures: the whole prefix given to
+    drgui, or with none, the plan's scope and the legacy `snapshots/`."""
+    own = {}
+    for config in ws.plan.destinations:
+        if config.kind != "s3":
+            continue
+        endpoint, bucket = str(config.settings.get("endpoint_url") or ""), str(config.settings["bucket"])
+        base = str(config.settings.get("prefix", "")).strip("/")
+        for prefix in [base] if base else [ws.plan.plan_id, "snapshots"]:
+            own[(endpoint, bucket, prefix + "/")] = f"the destination '{config.name}'"
+    return own
+
+
 def _capture_source(
     ws: Workspace,
     source: Source,
@@ -226,7 +295,12 @@ def _capture_source(
     progress: ProgressCallback,
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
-    ctx = CaptureContext(workdir=ws.home.tmp_dir, cancel=cancel)
+    ctx = CaptureContext(
+        workdir=ws.home.tmp_dir,
+        cancel=cancel,
+        never_capture=own_directories(ws),
+        never_capture_keys=own_s3_prefixes(ws),
+    )
     records: list[PartRecord] = []
     opened: list[str] = []
     meter = RateMeter(progress, "backup", source.name)
@@ -432,6 +506,10 @@ def run_backup(
                     continue
                 dest_results.append(replicate(ws, primary, dest, snapshot_id, progress, cancel))
             _drop_uploaded_queue_copies(ws)
+            reached = [
+                d for d, r in zip(dests, dest_results, strict=True) if r.ok
+            ]  # not an unreachable one again
+            warnings += repair_identity_copies(ws, reached)
         except Cancelled:
             ws.history.finish_run(run_id, "cancelled")
             shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ Folders, .env files and git repositories go into a new or empty directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -30,7 +31,7 @@ from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMet
 from drgui.core.restore_result import RestoreResult
 from drgui.core.safety import take_safety_snapshot
 from drgui.core.secrets import redact
-from drgui.core.snapshot import find_part, snapshot_prefix
+from drgui.core.snapshot import SAFETY_PREFIX, find_part, snapshot_prefix
 from drgui.core.sources.postgres import (
     PostgresSource,
     child_env,
@@ -428,6 +429,7 @@ def restore_folder(
         raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir, scratch_dir) as staging:
+        hint = "Restore an older snapshot, or from another destination with --dest."
         try:
             report = _unpack(
                 dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
@@ -435,11 +437,9 @@ def restore_folder(
             problems = report.problems
         except OperationFailed as error:
             problems = [error.message]
+            hint = error.hint or hint
         if problems:
-            raise OperationFailed(
-                "Not restored, the target is unchanged: " + "; ".join(problems),
-                hint="Restore an older snapshot, or from another destination with --dest.",
-            )
+            raise OperationFailed("Not restored, the target is unchanged: " + "; ".join(problems), hint=hint)
         cancel.check()
         if before_replace is not None and to_dir.exists() and any(to_dir.iterdir()):
             result.safety_snapshot = before_replace()
@@ -466,8 +466,11 @@ def _unpack(
         try:
             return check_archive(reader, entry, DiskWriter(staging), cancel, part["path"])
         except OSError as error:
+            where = staging.parent.parent  # the target's parent (the staging holder is removed)
+            hint = "Free some space there, or restore into a directory on another disk."
             raise OperationFailed(
-                f"Cannot write the restored files beside {staging.parent}: {error.strerror}; not restored."
+                f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
+                hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
             ) from None
 
 
@@ -541,7 +544,10 @@ def restore_env(
     identity: str,
     overwrite: bool = False,
     cancel: CancelToken | None = None,
+    before_replace: Callable[[Path], str] | None = None,
 ) -> RestoreResult:
+    """Restore the `.env` into `to_dir`; with `overwrite`, an existing one is first kept by
+    `before_replace(file)` (the pre-restore safety snapshot), once the part decrypted and checked."""
     part = find_part(entry, "env")
     if part is None:
         raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
@@ -550,15 +556,19 @@ def restore_env(
     if target.exists() and not overwrite:
         raise UsageError(f"Refused: {target} exists.", hint="Choose another directory, or pass --overwrite.")
     tmp = target.with_name(target.name + ".drgui-tmp")
+    safety_snapshot = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.close(fd)
     try:
         _decrypt_to_file(dest, snapshot_id, part, identity, tmp, cancel or CancelToken(), None)
+        if before_replace is not None and target.is_file():
+            safety_snapshot = before_replace(target)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     result = RestoreResult(snapshot_id, entry["name"], str(target))
+    result.safety_snapshot = safety_snapshot
     result.checks.append(
         {"name": "env", "ok": True, "detail": f"{len(entry.get('keys', []))} keys, sha256 matches"}
     )
@@ -640,8 +650,9 @@ def restore(
                 cancel=cancel,
             )
         elif kind == "s3" and to_bucket:
+            live_name = entry["name"].removeprefix(SAFETY_PREFIX)  # a safety snapshot uses its credentials
             result = restore_bucket(
-                ws.sources([entry["name"]])[0],
+                ws.sources([live_name])[0],
                 dest,
                 snapshot_id,
                 entry,
@@ -651,6 +662,9 @@ def restore(
                 overwrite=overwrite,
                 cancel=cancel,
                 progress=progress,
+                safety_snapshot=lambda target, where: take_safety_snapshot(
+                    ws, where, source_name, progress, cancel, target
+                ),
             )
         elif to_dir is None:
             raise UsageError(
@@ -677,7 +691,14 @@ def restore(
             )
         elif kind == "env":
             result = restore_env(
-                dest, snapshot_id, entry, to_dir, identity=identity, overwrite=overwrite, cancel=cancel
+                dest,
+                snapshot_id,
+                entry,
+                to_dir,
+                identity=identity,
+                overwrite=overwrite,
+                cancel=cancel,
+                before_replace=lambda file: take_safety_snapshot(ws, file, source_name, progress, cancel),
             )
         elif kind == "git":
             result = restore_git(dest, snapshot_id, entry, to_dir, identity=identity, cancel=cancel)

@@ -16,22 +16,31 @@ from drgui.core.backup import ensure_identity_file, write_snapshot
 from drgui.core.config import SourceConfig
 from drgui.core.lock import HomeLock
 from drgui.core.progress import CancelToken, Progress, ProgressCallback
-from drgui.core.snapshot import SAFETY_PIN_REASON, SAFETY_PREFIX
+from drgui.core.snapshot import SAFETY_PIN_REASON, safety_source_name
+from drgui.core.sources.base import Source
+from drgui.core.sources.envfile import EnvSource
 from drgui.core.sources.folder import FolderSource
 from drgui.core.workspace import LOCAL_KINDS, Workspace
 
 
-def safety_source_name(source_name: str) -> str:
-    return SAFETY_PREFIX + source_name.removeprefix(SAFETY_PREFIX)
-
-
 def take_safety_snapshot(
-    ws: Workspace, directory: Path, source_name: str, progress: ProgressCallback, cancel: CancelToken | None
+    ws: Workspace,
+    directory: Path | str,
+    source_name: str,
+    progress: ProgressCallback,
+    cancel: CancelToken | None,
+    source: Source | None = None,
 ) -> str:
-    """Snapshot `directory` as it is now; return the snapshot id."""
-    source = FolderSource(
-        SourceConfig(safety_source_name(source_name), "folder", {"path": str(directory)}), None
-    )
+    """Snapshot `directory` as it is now (or, when it is a file such as a `.env`, that file as an env
+    source, restored with `--to-dir DIR` as DIR/<its name>; or `source` as given, e.g. the bucket prefix
+    a restore --to-bucket replaces, `directory` then naming it); return the snapshot id."""
+    name = safety_source_name(source_name)
+    if source is None:
+        path = Path(directory)
+        if path.is_file():
+            source = EnvSource(SourceConfig(name, "env", {"path": str(path)}), None)
+        else:
+            source = FolderSource(SourceConfig(name, "folder", {"path": str(path)}), None)
     source.preflight()
     progress(Progress("restore", source_name, f"Taking a safety snapshot of {directory} first"))
     with HomeLock(ws.home.lock_path, "restore"):

@@ -183,6 +183,11 @@ SAFETY_PIN_REASON = "pre-restore safety snapshot of"  # its pin in the history
 SAFETY_KEEP = timedelta(days=30)  # how long prune keeps it (it is outside the retention policy's buckets)
 
 
+def safety_source_name(source_name: str) -> str:
+    """The name a source's pre-restore safety snapshot gives it (never pre-restore-pre-restore-...)."""
+    return SAFETY_PREFIX + source_name.removeprefix(SAFETY_PREFIX)
+
+
 def is_safety_snapshot(source_names: list[str]) -> bool:
     """A snapshot that holds only pre-restore sources (index.json's `sources` names them, no key needed).
 

@@ -33,6 +33,11 @@ class CaptureContext:
     cancel: CancelToken
     manifest: dict[str, Any] = field(default_factory=dict)  # the source's manifest entry, filled by capture()
     warnings: list[str] = field(default_factory=list)
+    # directories never captured (the plan's home and local destinations: a folder holding them would
+    # back up its own backups, each run bigger than the last), as {path: what it is}
+    never_capture: dict[Path, str] = field(default_factory=dict)
+    # the same for S3: (endpoint_url or "", bucket, key prefix ending in "/") -> what it is
+    never_capture_keys: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 class Source(ABC):

@@ -8,6 +8,7 @@ with a warning in the source's result. Each manifest entry records `path`, `type
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import os
@@ -45,9 +46,12 @@ def is_excluded(relative: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def walk(root: Path, excludes: list[str]) -> Iterator[tuple[str, Path, os.stat_result]]:
+def walk(
+    root: Path, excludes: list[str], skip: set[tuple[int, int]] | None = None
+) -> Iterator[tuple[str, Path, os.stat_result]]:
     """(relative posix path, absolute path, lstat) of every entry below `root`, parents before children,
-    sorted by name; links are reported, never followed; excluded directories are not entered."""
+    sorted by name; links are reported, never followed; excluded directories are not entered, nor those
+    whose (st_dev, st_ino) is in `skip`."""
 
     def visit(directory: Path, rel_dir: str) -> Iterator[tuple[str, Path, os.stat_result]]:
         try:
@@ -63,6 +67,8 @@ def walk(root: Path, excludes: list[str]) -> Iterator[tuple[str, Path, os.stat_r
                 info = item.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # removed since the listing
+            if skip and (info.st_dev, info.st_ino) in skip:
+                continue
             yield relative, Path(item.path), info
             if stat.S_ISDIR(info.st_mode):
                 yield from visit(Path(item.path), relative + "/")
@@ -101,10 +107,20 @@ def write_tar(
     files: list[dict[str, Any]],
     cancel: CancelToken,
     warnings: list[str] | None = None,
+    never_capture: dict[Path, str] | None = None,
 ) -> None:
-    """Write the folder as a pax tar into `out`; append one manifest entry per member to `files`."""
+    """Write the folder as a pax tar into `out`; append one manifest entry per member to `files`.
+    Directories of `never_capture` inside the folder are left out, with a warning naming them."""
+    skip = {}
+    for directory, what in (never_capture or {}).items():
+        with contextlib.suppress(OSError):
+            info = directory.stat()
+            skip[(info.st_dev, info.st_ino)] = (directory, what)
+    for directory, what in skip.values():
+        if warnings is not None and directory.resolve().is_relative_to(root.resolve()):
+            warnings.append(f"{directory}: skipped, it is {what} (drgui never backs up its own backups)")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for relative, path, info in walk(root, excludes):
+        for relative, path, info in walk(root, excludes, set(skip)):
             cancel.check()
             member = _tar_info(relative, info)
             entry: dict[str, Any] = {"path": relative, "mode": member.mode, "mtime": int(info.st_mtime)}
@@ -157,7 +173,9 @@ class FolderSource(Source):
         yield from tar_part_stream(
             "files.tar.zst",
             f"Folder source '{self.name}'",
-            lambda out: write_tar(self.root, self.excludes, out, files, ctx.cancel, ctx.warnings),
+            lambda out: write_tar(
+                self.root, self.excludes, out, files, ctx.cancel, ctx.warnings, ctx.never_capture
+            ),
         )
         ctx.manifest.update(
             {
