@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,3 +19,18 @@ def need(condition: bool, what: str) -> None:
     if REQUIRE or os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"{what} is missing and {REQUIRE_ENV}=1 requires it", pytrace=False)
     pytest.skip(f"needs {what}")
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (in this process), then put back what was there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

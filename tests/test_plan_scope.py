@@ -7,9 +7,7 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,24 +26,11 @@ from drgui.core.snapshot import Index
 from drgui.core.workspace import Workspace
 from tests.engine_fixtures import PASSPHRASE, CliResult, assert_no_secret, write_folder
 from tests.s3_fixtures import S3Bucket
+from tests.support import environment
 
 pytestmark = pytest.mark.integration
 
 PASSPHRASE_B = "meadow copper violin thunder pocket ninety"
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run(home: Path, *args: str) -> CliResult:

@@ -8,7 +8,7 @@ import io
 import os
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tests.engine_fixtures import (
 from tests.faultproxy import FaultProxy
 from tests.pg_fixtures import PgDatabase
 from tests.s3_fixtures import S3Bucket
+from tests.support import environment
 
 pytestmark = pytest.mark.integration
 
@@ -45,20 +46,6 @@ def no_s3_key(text: str | bytes, where: str) -> None:
     data = text.encode() if isinstance(text, str) else text
     for value in S3_SECRETS:
         assert value.encode() not in data, f"an S3 key leaked into {where}"
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def run_in_process(home: Path, *args: str, env: dict[str, str] | None = None) -> CliResult:
