@@ -131,14 +131,14 @@ class DashboardPage(QWidget):
         self.reasons.setWordWrap(True)
         self.score_card.body.addWidget(self.reasons)
         self.score_card.body.addStretch(1)
-        top.addWidget(self.score_card, 3)
+        top.addWidget(self.score_card, 1)
 
         self.next_card = Card("Schedule")
         self.next_grid = QGridLayout()
         self.next_grid.setHorizontalSpacing(16)
         self.next_card.body.addLayout(self.next_grid)
         self.next_card.body.addStretch(1)
-        top.addWidget(self.next_card, 2)
+        top.addWidget(self.next_card, 1)
         layout.addLayout(top)
 
         self.sources_card = Card("Sources")
