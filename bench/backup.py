@@ -100,7 +100,8 @@ def main() -> int:
                 drgui_times.append(seconds)
                 rss.append(peak)
                 result = json.loads(stdout)
-                snapshot = dest / "snapshots" / result["snapshot"]
+                # The plan's folder at the destination: <dest>/<plan id>/snapshots/<id>.
+                [snapshot] = dest.glob(f"*/snapshots/{result['snapshot']}")
                 snapshot_size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
                 print(
                     f"  run {run + 1}: pg_dump {pg_times[-1]:.2f} s, drgui backup {seconds:.2f} s, "
