@@ -338,7 +338,7 @@ def test_restore_into_postgresql_15_under_load(pg15_backup: BackedUp) -> None:
                 cluster.drop_database(target)
     finally:
         for burner in burners:
-            burner.terminate()
+            burner.kill()  # SIGKILL: a forked pytest child may have inherited a SIGTERM handler
             burner.join()
 
 
