@@ -25,7 +25,7 @@ from psycopg.conninfo import make_conninfo
 from drgui.core import pgtools, scratch
 from drgui.core.destinations.base import Destination, latest_complete, ordered
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
-from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
+from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe, index_sha256_of
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
 from drgui.core.restore_result import RestoreResult
@@ -422,11 +422,7 @@ def restore_folder(
     part = find_part(entry, "files.tar.zst") or find_part(entry, "objects.tar.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
-    index_sha256 = next(
-        (p["sha256"] for p in dest.read_index(snapshot_id).parts if p["path"] == part["path"]), None
-    )
-    if index_sha256 is None:
-        raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
+    index_sha256 = index_sha256_of(dest, snapshot_id, part)
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir, scratch_dir) as staging:
         hint = "Restore an older snapshot, or from another destination with --dest."
