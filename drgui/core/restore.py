@@ -549,8 +549,9 @@ def restore_env(
         raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
     to_dir.mkdir(parents=True, exist_ok=True)
     target = to_dir / Path(entry.get("path", ".env")).name
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:  # a link, even a dangling one, is something there
         raise UsageError(f"Refused: {target} exists.", hint="Choose another directory, or pass --overwrite.")
+    link = os.readlink(target) if target.is_symlink() else None
     tmp = target.with_name(target.name + ".drgui-tmp")
     safety_snapshot = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -565,6 +566,11 @@ def restore_env(
             tmp.unlink()
     result = RestoreResult(snapshot_id, entry["name"], str(target))
     result.safety_snapshot = safety_snapshot
+    if link is not None:  # as a backup tool restores a file: the link is replaced, what it named is kept
+        result.warnings.append(
+            f"{target} was a symbolic link to {link}; it is now a regular file holding the restored .env "
+            f"({link} is unchanged)"
+        )
     result.checks.append(
         {"name": "env", "ok": True, "detail": f"{len(entry.get('keys', []))} keys, sha256 matches"}
     )
