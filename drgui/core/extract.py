@@ -53,6 +53,14 @@ def part_problems(
     return problems
 
 
+def index_sha256_of(dest: Destination, snapshot_id: str, part: dict[str, Any]) -> str:
+    """The part's ciphertext sha256 as index.json lists it; a part the index does not list is not restored."""
+    found = next((p["sha256"] for p in dest.read_index(snapshot_id).parts if p["path"] == part["path"]), None)
+    if found is None:
+        raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
+    return str(found)
+
+
 @contextlib.contextmanager
 def decrypted_pipe(
     dest: Destination,

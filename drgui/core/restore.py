@@ -25,7 +25,7 @@ from psycopg.conninfo import make_conninfo
 from drgui.core import pgtools, scratch
 from drgui.core.destinations.base import Destination, latest_complete, ordered
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
-from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe
+from drgui.core.extract import ArchiveReport, DiskWriter, check_archive, decrypted_pipe, index_sha256_of
 from drgui.core.pipeline import read_part
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
 from drgui.core.restore_result import RestoreResult
@@ -422,11 +422,7 @@ def restore_folder(
     part = find_part(entry, "files.tar.zst") or find_part(entry, "objects.tar.zst")
     if part is None:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
-    index_sha256 = next(
-        (p["sha256"] for p in dest.read_index(snapshot_id).parts if p["path"] == part["path"]), None
-    )
-    if index_sha256 is None:
-        raise OperationFailed(f"{part['path']}: not listed in index.json; not restored.")
+    index_sha256 = index_sha256_of(dest, snapshot_id, part)
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir, scratch_dir) as staging:
         hint = "Restore an older snapshot, or from another destination with --dest."
@@ -553,8 +549,9 @@ def restore_env(
         raise OperationFailed(f"The snapshot has no .env for source '{entry['name']}'.")
     to_dir.mkdir(parents=True, exist_ok=True)
     target = to_dir / Path(entry.get("path", ".env")).name
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:  # a link, even a dangling one, is something there
         raise UsageError(f"Refused: {target} exists.", hint="Choose another directory, or pass --overwrite.")
+    link = os.readlink(target) if target.is_symlink() else None
     tmp = target.with_name(target.name + ".drgui-tmp")
     safety_snapshot = None
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -569,6 +566,11 @@ def restore_env(
             tmp.unlink()
     result = RestoreResult(snapshot_id, entry["name"], str(target))
     result.safety_snapshot = safety_snapshot
+    if link is not None:  # as a backup tool restores a file: the link is replaced, what it named is kept
+        result.warnings.append(
+            f"{target} was a symbolic link to {link}; it is now a regular file holding the restored .env "
+            f"({link} is unchanged)"
+        )
     result.checks.append(
         {"name": "env", "ok": True, "detail": f"{len(entry.get('keys', []))} keys, sha256 matches"}
     )
