@@ -164,29 +164,3 @@ def test_backup_of_a_restore_target_skips_staging_prefixes(
     target = plan.work / "restored"
     ok(plan.cli("--json", "restore", "latest", "--source", "uploads", "--to-dir", str(target)))
     assert [p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()] == ["a.txt"]
-
-
-# --- restore --overwrite of a .env that is a symbolic link -----------------------------------------------
-def test_env_overwrite_of_a_link_replaces_the_link_and_says_so(new_plan: Callable[..., Plan]) -> None:
-    plan = new_plan()
-    live = plan.work / "app"
-    live.mkdir()
-    env = live / ".env"
-    env.write_text("OLD_KEY=backed-up\n")
-    ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(env)))
-    snapshot = one_json(ok(plan.cli("--json", "backup")))["snapshot"]
-    shared = plan.work / "shared.env"
-    shared.write_text("NEW_KEY=never-backed-up\n")
-    env.unlink()
-    env.symlink_to(shared)
-    args = ["--json", "restore", snapshot, "--source", "env", "--to-dir", str(live)]
-    restored = one_json(ok(plan.cli(*args, "--overwrite")))
-    assert not env.is_symlink() and env.read_text() == "OLD_KEY=backed-up\n"
-    assert shared.read_text() == "NEW_KEY=never-backed-up\n"  # the file it pointed to is untouched
-    assert any("symbolic link" in w and str(shared) in w for w in restored["warnings"]), restored
-    assert restored["safety_snapshot"]
-    env.unlink()
-    env.symlink_to(plan.work / "gone.env")  # a dangling link is still something there: refused
-    refused = plan.cli(*args)
-    assert refused.code == 2 and "exists" in one_json(refused)["error"], str(refused)
-    assert env.is_symlink()

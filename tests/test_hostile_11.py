@@ -161,14 +161,19 @@ def test_file_failing_mid_read_fails_only_its_folder(
 
 
 # --- restore --overwrite of a .env keeps the one it replaces ---------------------------------------------
-def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[..., Plan]) -> None:
+def backed_up_env(new_plan: Callable[..., Plan]) -> tuple[Plan, Path, Path, str]:
+    """A plan whose env source `env` (app/.env, OLD_KEY) is in a snapshot: (plan, live dir, .env, id)."""
     plan = new_plan()
     live = plan.work / "app"
     live.mkdir()
     env = live / ".env"
     env.write_text("OLD_KEY=backed-up\n")
     ok(plan.cli("--json", "source", "add", "env", "env", "--path", str(env)))
-    snapshot = one_json(ok(plan.cli("--json", "backup")))["snapshot"]
+    return plan, live, env, one_json(ok(plan.cli("--json", "backup")))["snapshot"]
+
+
+def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[..., Plan]) -> None:
+    plan, live, env, snapshot = backed_up_env(new_plan)
     env.write_text("NEW_KEY=never-backed-up\n")
     restored = one_json(
         ok(plan.cli("--json", "restore", snapshot, "--source", "env", "--to-dir", str(live), "--overwrite"))
@@ -181,6 +186,26 @@ def test_env_overwrite_takes_a_safety_snapshot_that_restores(new_plan: Callable[
     assert (back / ".env").read_text() == "NEW_KEY=never-backed-up\n"
     latest = one_json(ok(plan.cli("--json", "snapshots")))
     assert safety in json.dumps(latest)
+
+
+# --- restore --overwrite of a .env that is a symbolic link -----------------------------------------------
+def test_env_overwrite_of_a_link_replaces_the_link_and_says_so(new_plan: Callable[..., Plan]) -> None:
+    plan, live, env, snapshot = backed_up_env(new_plan)
+    shared = plan.work / "shared.env"
+    shared.write_text("NEW_KEY=never-backed-up\n")
+    env.unlink()
+    env.symlink_to(shared)
+    args = ["--json", "restore", snapshot, "--source", "env", "--to-dir", str(live)]
+    restored = one_json(ok(plan.cli(*args, "--overwrite")))
+    assert not env.is_symlink() and env.read_text() == "OLD_KEY=backed-up\n"
+    assert shared.read_text() == "NEW_KEY=never-backed-up\n"  # the file it pointed to is untouched
+    assert any("symbolic link" in w and str(shared) in w for w in restored["warnings"]), restored
+    assert restored["safety_snapshot"]
+    env.unlink()
+    env.symlink_to(plan.work / "gone.env")  # a dangling link is still something there: refused
+    refused = plan.cli(*args)
+    assert refused.code == 2 and "exists" in one_json(refused)["error"], str(refused)
+    assert env.is_symlink()
 
 
 # --- usage errors under --json ---------------------------------------------------------------------------
