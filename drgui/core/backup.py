@@ -293,13 +293,15 @@ def _capture_source(
     recipient: str,
     cancel: CancelToken,
     progress: ProgressCallback,
+    never_capture: dict[Path, str],
+    never_capture_keys: dict[tuple[str, str, str], str],
 ) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
     ctx = CaptureContext(
         workdir=ws.home.tmp_dir,
         cancel=cancel,
-        never_capture=own_directories(ws),
-        never_capture_keys=own_s3_prefixes(ws),
+        never_capture=never_capture,
+        never_capture_keys=never_capture_keys,
     )
     records: list[PartRecord] = []
     opened: list[str] = []
@@ -369,10 +371,11 @@ def write_snapshot(
     try:
         entries, records = [], []
         captured: dict[str, SourceResult] = {}
+        own_dirs, own_keys = own_directories(ws), own_s3_prefixes(ws)  # once per run, not per source
         for source in ready:
             try:
                 entry, source_records, result = _capture_source(
-                    ws, source, writer, ws.plan.recipient, cancel, progress
+                    ws, source, writer, ws.plan.recipient, cancel, progress, own_dirs, own_keys
                 )
             except (Cancelled, DestinationError):  # the snapshot itself cannot be written: stop
                 raise

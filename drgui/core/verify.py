@@ -161,12 +161,11 @@ def deep_check(
         for part in source["parts"]:
             if part["path"] not in indexed:
                 continue
+            index_sha256 = indexed[part["path"]]["sha256"]
             if part["name"] in TAR_PARTS:
-                _check_tar_part(dest, index, source, part, identity, result, cancel, meter)
+                _check_tar_part(dest, index, source, part, index_sha256, identity, result, cancel, meter)
             else:
-                _check_part(
-                    dest, index, part, indexed[part["path"]]["sha256"], identity, result, cancel, meter
-                )
+                _check_part(dest, index, part, index_sha256, identity, result, cancel, meter)
 
 
 def _check_tar_part(
@@ -174,13 +173,13 @@ def _check_tar_part(
     index: Index,
     source: dict[str, Any],
     part: dict[str, Any],
+    index_sha256: str,
     identity: str,
     result: VerifyResult,
     cancel: CancelToken,
     meter: RateMeter | None,
 ) -> None:
     """Every member, through restore's own rules (drgui.core.extract), hashed without writing."""
-    index_sha256 = next(p["sha256"] for p in index.parts if p["path"] == part["path"])
     try:
         with decrypted_pipe(
             dest,
