@@ -14,7 +14,14 @@ import pytest
 from drgui.core.snapshot import Index
 from tests.engine_fixtures import Plan, ok
 from tests.s3_fixtures import S3Bucket
-from tests.test_hostile_11 import AWKWARD_KEYS, add_s3_source, bucket_objects, flip_byte, one_json
+from tests.test_hostile_11 import (
+    AWKWARD_KEYS,
+    add_s3_source,
+    bucket_objects,
+    flip_byte,
+    one_json,
+    restore_args,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,20 +54,6 @@ def swap_part(plan: Plan, donor: str, snapshot: str) -> None:
     index = Index.from_bytes((plan.snapshots_root / snapshot / "index.json").read_bytes())
     index.parts = [p for p in donor_index.parts if p["path"] == part]
     (plan.snapshots_root / snapshot / "index.json").write_bytes(index.to_bytes())
-
-
-def restore_args(snapshot: str, bucket: str, prefix: str) -> list[str]:
-    return [
-        "--json",
-        "restore",
-        snapshot,
-        "--source",
-        "uploads",
-        "--to-bucket",
-        bucket,
-        "--to-prefix",
-        prefix,
-    ]
 
 
 @pytest.mark.parametrize("damage", ["flipped", "swapped"])

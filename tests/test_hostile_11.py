@@ -35,6 +35,21 @@ def add_s3_source(plan: Plan, bucket: S3Bucket, prefix: str, name: str = "upload
     ws.save()
 
 
+def restore_args(snapshot: str, bucket: str, prefix: str) -> list[str]:
+    """`restore SNAPSHOT --source uploads --to-bucket BUCKET --to-prefix PREFIX` under --json."""
+    return [
+        "--json",
+        "restore",
+        snapshot,
+        "--source",
+        "uploads",
+        "--to-bucket",
+        bucket,
+        "--to-prefix",
+        prefix,
+    ]
+
+
 def bucket_objects(bucket: S3Bucket, name: str, prefix: str) -> dict[str, bytes]:
     pages = bucket.client.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix)
     keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
@@ -68,21 +83,7 @@ def test_awkward_s3_keys_round_trip(new_plan: Callable[..., Plan], s3_bucket: S3
 
     s3_bucket.client.create_bucket(Bucket=s3_bucket.name + "-copy")
     for prefix in ("", "restored"):  # the bucket root while it is empty, then a prefix
-        one_json(
-            ok(
-                plan.cli(
-                    "--json",
-                    "restore",
-                    snapshot,
-                    "--source",
-                    "uploads",
-                    "--to-bucket",
-                    s3_bucket.name + "-copy",
-                    "--to-prefix",
-                    prefix,
-                )
-            )
-        )
+        one_json(ok(plan.cli(*restore_args(snapshot, s3_bucket.name + "-copy", prefix))))
     copy = bucket_objects(s3_bucket, s3_bucket.name + "-copy", "restored/")
     assert copy == AWKWARD_KEYS
     at_root = bucket_objects(s3_bucket, s3_bucket.name + "-copy", "")
