@@ -1,6 +1,6 @@
 """Benchmark: `drgui backup` against bare `pg_dump -Fc -Z0` of the same database, in the same run.
 
-Generates a SaaS-like database of about --size-mb MB (drgui.core.demo_data.populate_saas) in an
+Generates a SaaS-like database of about --size-mb MB (drgui.core.ops.demo_data.populate_saas) in an
 embedded PostgreSQL, then times, alternating, `pg_dump -Fc -Z0 -f out.dump` (the pg_dump binary drgui
 uses, over the same TCP connection with the same password) and `drgui backup` (the CLI, as a
 subprocess, to a local destination), --runs times each. Prints the median wall times, their ratio and
@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from drgui.core.demo_data import populate_saas
-from drgui.core.pgtools import EmbeddedCluster, find_tool, tool_version
+from drgui.core.ops.demo_data import populate_saas
+from drgui.core.pg.pgtools import EmbeddedCluster, find_tool, tool_version
 
 PASSWORD = "bench-Passw0rd-not-secret"
 PASSPHRASE = "bench orbit velvet cactus harbor lantern"

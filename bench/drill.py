@@ -1,6 +1,6 @@
 """Benchmark: a whole restore drill against bare `pg_restore -j2` of the same dump, in the same run.
 
-Generates a SaaS-like database of about --size-mb MB (drgui.core.demo_data.populate_saas) in an
+Generates a SaaS-like database of about --size-mb MB (drgui.core.ops.demo_data.populate_saas) in an
 embedded PostgreSQL, backs it up once with drgui, writes a plain `pg_dump -Fc -Z0` of it, then times,
 alternating, --runs times each:
 
@@ -20,14 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from drgui.core.backup import run_backup
-from drgui.core.demo_data import populate_saas
-from drgui.core.drill import run_drill
-from drgui.core.home import Home
-from drgui.core.pgtools import EmbeddedCluster, find_tool
-from drgui.core.setup import add_destination, add_source, init_plan
-from drgui.core.sources.postgres import split_dsn
-from drgui.core.workspace import Workspace
+from drgui.core.engine.sources.postgres import split_dsn
+from drgui.core.ops.backup import run_backup
+from drgui.core.ops.demo_data import populate_saas
+from drgui.core.ops.drill import run_drill
+from drgui.core.pg.pgtools import EmbeddedCluster, find_tool
+from drgui.core.plan.home import Home
+from drgui.core.plan.setup import add_destination, add_source, init_plan
+from drgui.core.plan.workspace import Workspace
 
 PASSWORD = "bench-Passw0rd-not-secret"
 PASSPHRASE = "bench orbit velvet cactus harbor lantern"

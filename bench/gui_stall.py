@@ -20,10 +20,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop, QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
-from drgui.core.demo_data import populate_saas
-from drgui.core.home import Home
-from drgui.core.pgtools import EmbeddedCluster
-from drgui.core.setup import add_destination, add_source, init_plan
+from drgui.core.ops.demo_data import populate_saas
+from drgui.core.pg.pgtools import EmbeddedCluster
+from drgui.core.plan.home import Home
+from drgui.core.plan.setup import add_destination, add_source, init_plan
 from drgui.gui.app import App
 
 TICK_MS = 10

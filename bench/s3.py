@@ -19,8 +19,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from moto.server import ThreadedMotoServer
 
-from drgui.core.config import DestConfig
-from drgui.core.destinations.s3 import S3Destination
+from drgui.core.engine.destinations.s3 import S3Destination
+from drgui.core.plan.config import DestConfig
 
 CHUNK = 1024 * 1024
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from drgui.core.pgtools import EmbeddedCluster
+from drgui.core.pg.pgtools import EmbeddedCluster
 from tests.pg_fixtures import PG_PASSWORD, PgDatabase, temporary_database
 
 PASSPHRASE = "orbit velvet cactus harbor lantern seventeen"

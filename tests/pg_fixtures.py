@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from drgui.core.pgtools import EmbeddedCluster, bundled_bindir
+from drgui.core.pg.pgtools import EmbeddedCluster, bundled_bindir
 from tests.support import need
 
 PG_PASSWORD = "s3cret-pg-Passw0rd"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.alerts import compute_alerts
-from drgui.core.config import Plan, SourceConfig
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.ops.alerts import compute_alerts
+from drgui.core.plan.config import Plan, SourceConfig
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import run_cli
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -210,7 +210,7 @@ def test_failed_backup_and_size_alert_reach_the_webhook(new_plan, hook: Hook, tm
 
 
 def test_size_change_is_a_reason_on_the_dashboard(tmp_path: Path) -> None:
-    from drgui.core.status import compute_status
+    from drgui.core.ops.status import compute_status
 
     ws = workspace(tmp_path, alert_size_change_percent=50)
     ws.plan.sources = [SourceConfig("db", "postgres", {"host": "db.internal", "dbname": "app"})]

@@ -9,8 +9,9 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from drgui.core import autostart
-from drgui.core.autostart import (
+from drgui.core.errors import UsageError
+from drgui.core.platform import autostart
+from drgui.core.platform.autostart import (
     PACKAGING_FILES,
     PLACEHOLDER_EXECUTABLE,
     activation_commands,
@@ -18,7 +19,6 @@ from drgui.core.autostart import (
     install_autostart,
     render_templates,
 )
-from drgui.core.errors import UsageError
 
 PACKAGING = Path(__file__).resolve().parents[1] / "packaging"
 EXE = "/opt/drgui/bin/drgui"
@@ -40,8 +40,8 @@ def test_packaging_files_are_what_autostart_renders(name: str) -> None:
     rendered = encode_packaging_file(name, render_templates(PLACEHOLDER_EXECUTABLE)[name])
     stored = (PACKAGING / name).read_bytes() if (PACKAGING / name).exists() else None
     assert stored == rendered, (
-        f"packaging/{name} differs from its template in drgui/core/autostart.py, the one source of truth: "
-        "edit the template there, then run `python -m drgui.core.autostart packaging`."
+        f"packaging/{name} differs from its template in drgui/core/platform/autostart.py, the one source of truth: "
+        "edit the template there, then run `python -m drgui.core.platform.autostart packaging`."
     )
 
 

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from drgui.core.config import DestConfig
-from drgui.core.destinations.local import LocalDestination
-from drgui.core.destinations.s3 import S3Destination
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.engine.destinations.local import LocalDestination
+from drgui.core.engine.destinations.s3 import S3Destination
+from drgui.core.plan.config import DestConfig
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import (
     CliResult,
     Plan,
@@ -142,7 +142,7 @@ def test_git_repository_without_commits_does_not_stop_the_database(
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True, capture_output=True)
     ws = Workspace(Home.resolve(plan.home))  # `source add` refuses it, so it is added by hand as if
-    from drgui.core.config import SourceConfig  # the commits were lost after it was added
+    from drgui.core.plan.config import SourceConfig  # the commits were lost after it was added
 
     ws.plan.sources.append(SourceConfig("repo", "git", {"path": str(repo)}))
     ws.save()
@@ -466,9 +466,9 @@ def test_unexpected_error_gives_one_json_document_and_no_traceback(tmp_path: Pat
 
 
 def test_a_source_missing_from_a_partial_backup_is_stale_not_zero_bytes(tmp_path: Path) -> None:
-    from drgui.core.alerts import compute_alerts
-    from drgui.core.config import Plan as PlanConfig
-    from drgui.core.config import SourceConfig
+    from drgui.core.ops.alerts import compute_alerts
+    from drgui.core.plan.config import Plan as PlanConfig
+    from drgui.core.plan.config import SourceConfig
 
     now = datetime.now(UTC)
     plan = PlanConfig("p1", "Acme", "age1x", created=(now - timedelta(days=30)).isoformat())
@@ -489,7 +489,7 @@ def test_a_source_missing_from_a_partial_backup_is_stale_not_zero_bytes(tmp_path
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_discard_removes_a_whole_or_half_written_part(kind: str, tmp_path: Path, request) -> None:
-    from drgui.core.snapshot import Index, new_snapshot_id
+    from drgui.core.engine.snapshot import Index, new_snapshot_id
 
     if kind == "s3":
         bucket: S3Bucket = request.getfixturevalue("s3_bucket")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drgui.core.snapshot import Index
+from drgui.core.engine.snapshot import Index
 from tests.engine_fixtures import Plan, ok
 from tests.s3_fixtures import S3Bucket
 from tests.test_hostile_11 import (

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core import autochecks
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.ops import autochecks
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import ENV_SECRETS, ok, write_env_file, write_folder
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core import checklists
-from drgui.core.checklists import AUTO_CHECKS, ChecklistRun, load, load_all, run_checklist
+import drgui
 from drgui.core.errors import UsageError
+from drgui.core.ops import checklists
+from drgui.core.ops.checklists import AUTO_CHECKS, ChecklistRun, load, load_all, run_checklist
 
 ENV_KEYS = [
     "DATABASE_URL",
@@ -350,7 +351,7 @@ def test_damaged_record_is_a_usage_error() -> None:
 
 
 def test_builtins_ship_inside_the_package() -> None:
-    package_dir = Path(checklists.__file__).resolve().parent.parent
+    package_dir = Path(drgui.__file__).resolve().parent
     for template in load_all().values():
         assert Path(template.origin or "").resolve().is_relative_to(package_dir / "resources" / "checklists")
 

@@ -1,4 +1,4 @@
-"""drgui.core.demo_data: the demo's generated SaaS database, uploads and .env."""
+"""drgui.core.ops.demo_data: the demo's generated SaaS database, uploads and .env."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core import demo_data
 from drgui.core.errors import UsageError
+from drgui.core.ops import demo_data
 from tests.pg_fixtures import PgDatabase
 
 MB = 1024 * 1024

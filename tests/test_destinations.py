@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.config import DestConfig
-from drgui.core.destinations.base import Destination, copy_snapshot
-from drgui.core.destinations.local import LocalDestination
-from drgui.core.snapshot import INDEX_FILE, Index, new_snapshot_id, snapshot_prefix
+from drgui.core.engine.destinations.base import Destination, copy_snapshot
+from drgui.core.engine.destinations.local import LocalDestination
+from drgui.core.engine.snapshot import INDEX_FILE, Index, new_snapshot_id, snapshot_prefix
+from drgui.core.plan.config import DestConfig
 
 
 def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
@@ -21,7 +21,7 @@ def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
 
 
 def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
-    from drgui.core.destinations.s3 import S3Destination
+    from drgui.core.engine.destinations.s3 import S3Destination
 
     bucket = request.getfixturevalue("s3_bucket")
     return S3Destination(DestConfig("s3", "s3", bucket.settings(prefix="team/acme")))
@@ -29,7 +29,7 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
 
 def _drive(request: pytest.FixtureRequest, tmp_path: Path) -> Destination:
     """The LUKS stick of tests/data/drives, found by UUID, mounted at a directory under tmp_path."""
-    from drgui.core.destinations.drive import DriveDestination
+    from drgui.core.engine.destinations.drive import DriveDestination
 
     mount = tmp_path.resolve() / "media" / "DRKEY"
     mount.mkdir(parents=True)

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from drgui.core.crypto import encrypt_bytes
-from drgui.core.drill import DRILL_STEPS, DrillResult, _schema, _Scratch, run_drill
+from drgui.core.engine.crypto import encrypt_bytes
+from drgui.core.engine.snapshot import Index
 from drgui.core.errors import Cancelled
-from drgui.core.home import Home
+from drgui.core.ops.drill import DRILL_STEPS, DrillResult, _schema, _Scratch, run_drill
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, Progress
-from drgui.core.snapshot import Index
-from drgui.core.workspace import Workspace
 from tests.engine_fixtures import BackedUp, copy_snapshot_dest, ok, write_env_file, write_folder
 from tests.pg_fixtures import PG_PASSWORD, PgDatabase
 
@@ -218,7 +218,7 @@ def _forge_db_part(plan, full_id: str, other_id: str) -> None:
     ws = Workspace(Home(plan.home))
     identity = ws.identity()
     root = plan.snapshots_root
-    from drgui.core.verify import load_manifest
+    from drgui.core.engine.verify import load_manifest
 
     dest = ws.destination("local")
     full_index, other_index = dest.read_index(full_id), dest.read_index(other_id)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.config import DestConfig
-from drgui.core.destinations.drive import DriveDestination
+from drgui.core.engine.destinations.drive import DriveDestination
+from drgui.core.plan.config import DestConfig
 from tests.engine_fixtures import Plan, fake_udisksctl, ok, write_env_file
 
 DATA = Path(__file__).parent / "data" / "drives"
@@ -180,9 +180,9 @@ def test_eject_of_a_plain_directory_is_refused_before_writing(new_plan, tmp_path
 def test_snapshot_that_does_not_fit_on_the_drive_is_not_written_and_comes_later(
     new_plan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from drgui.core.backup import run_backup
-    from drgui.core.home import Home
-    from drgui.core.workspace import Workspace
+    from drgui.core.ops.backup import run_backup
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
     from tests.engine_fixtures import write_folder
 
     plan: Plan = new_plan()

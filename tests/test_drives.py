@@ -1,4 +1,4 @@
-"""drgui.core.drives: parsers over recorded tool output, list_drives with a fake runner, checks."""
+"""drgui.core.platform.drives: parsers over recorded tool output, list_drives with a fake runner, checks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from drgui.core import drives
-from drgui.core.drives import (
+from drgui.core.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentNotReady, UsageError
+from drgui.core.platform import drives
+from drgui.core.platform.drives import (
     Drive,
     check_encryption,
     drive_for_path,
@@ -25,7 +26,6 @@ from drgui.core.drives import (
     parse_windows,
     require_drive,
 )
-from drgui.core.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentNotReady, UsageError
 
 DATA = Path(__file__).parent / "data" / "drives"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drgui.core.pgtools import EmbeddedCluster
+from drgui.core.pg.pgtools import EmbeddedCluster
 from tests.engine_fixtures import BackedUp
 from tests.pg_fixtures import PG_PASSWORD
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from drgui.core.demo_data import populate_saas
+from drgui.core.ops.demo_data import populate_saas
 from tests.engine_fixtures import Plan, assert_home_clean, cli_argv, cli_env, ok
 from tests.pg_fixtures import PgDatabase
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.pgtools import find_tool
-from drgui.core.sources.postgres import count_rows
+from drgui.core.engine.sources.postgres import count_rows
+from drgui.core.pg.pgtools import find_tool
 from tests.engine_fixtures import PASSPHRASE, BackedUp
 from tests.support import need
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.pgtools import EmbeddedCluster, find_tool
+from drgui.core.pg.pgtools import EmbeddedCluster, find_tool
 from tests.engine_fixtures import ENV_SECRETS, BackedUp, ok
 from tests.pg_fixtures import PG_PASSWORD
 
@@ -75,7 +75,7 @@ def restore_and_compare(backed_up: BackedUp) -> None:
 
 
 def _counts(cluster: EmbeddedCluster, dbname: str) -> list[tuple[str, str, int]]:
-    from drgui.core.sources.postgres import count_rows
+    from drgui.core.engine.sources.postgres import count_rows
 
     with cluster.connect(dbname) as conn:
         return [(t["schema"], t["table"], t["rows"]) for t in count_rows(conn)]
@@ -113,9 +113,9 @@ def test_folder_env_and_git_round_trip(pg18_backup: BackedUp, tmp_path: Path) ->
 
 
 def test_manifest_lists_env_keys_never_values(pg18_backup: BackedUp) -> None:
-    from drgui.core.home import Home
-    from drgui.core.verify import load_manifest
-    from drgui.core.workspace import Workspace
+    from drgui.core.engine.verify import load_manifest
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     ws = Workspace(Home(pg18_backup.plan.home))
     dest = ws.destination("local")

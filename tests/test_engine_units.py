@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core import config as config_module
-from drgui.core.config import DestConfig, Plan, SourceConfig
-from drgui.core.crypto import (
+from drgui.core.engine.crypto import (
     armor,
     dearmor,
     decrypt_stream,
@@ -22,11 +20,13 @@ from drgui.core.crypto import (
     unwrap_identity,
     wrap_identity,
 )
+from drgui.core.engine.snapshot import Index, is_snapshot_id, new_snapshot_id, snapshot_time
+from drgui.core.engine.sources.envfile import env_keys
 from drgui.core.errors import OperationFailed, UsageError
-from drgui.core.history import History
-from drgui.core.home import Home
-from drgui.core.snapshot import Index, is_snapshot_id, new_snapshot_id, snapshot_time
-from drgui.core.sources.envfile import env_keys
+from drgui.core.ops.history import History
+from drgui.core.plan import config as config_module
+from drgui.core.plan.config import DestConfig, Plan, SourceConfig
+from drgui.core.plan.home import Home
 
 PASSPHRASE = "orbit velvet cactus harbor lantern seventeen"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.crypto import decrypt_bytes, unwrap_identity
-from drgui.core.envsync import repair
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.engine.crypto import decrypt_bytes, unwrap_identity
+from drgui.core.ops.envsync import repair
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import ENV_SECRETS, PASSPHRASE, Plan, cli_env, ok, write_env_file
 
 AGE = Path("/usr/bin/age")
@@ -96,9 +96,9 @@ def test_unchanged_env_does_not_rotate_previous(drive_plan) -> None:
 
 
 def test_stale_fingerprint_is_none_when_up_to_date_and_changes_with_the_env(drive_plan) -> None:
-    from drgui.core.envsync import stale_fingerprint
-    from drgui.core.home import Home
-    from drgui.core.workspace import Workspace
+    from drgui.core.ops.envsync import stale_fingerprint
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     plan, env_file, stick = drive_plan
     ws = Workspace(Home(plan.home))
@@ -162,9 +162,10 @@ def test_absent_drive_exits_3(drive_plan) -> None:
 
 DRIVER = r"""
 import os, signal, sys
-from drgui.core import envsync, fsutil
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.ops import envsync
+from drgui.core.engine import fsutil
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 
 crash_at = int(sys.argv[2])
 calls = 0

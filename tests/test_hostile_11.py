@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.backup import ensure_identity_file, write_snapshot
-from drgui.core.config import DestConfig, SourceConfig
-from drgui.core.home import Home
+from drgui.core.engine.sources.base import CaptureContext, PartStream
+from drgui.core.engine.sources.folder import FolderSource
+from drgui.core.ops.backup import ensure_identity_file, write_snapshot
+from drgui.core.plan.config import DestConfig, SourceConfig
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ignore_progress
-from drgui.core.sources.base import CaptureContext, PartStream
-from drgui.core.sources.folder import FolderSource
-from drgui.core.workspace import Workspace
 from tests.engine_fixtures import CliResult, Plan, ok, run_cli, write_folder
 from tests.s3_fixtures import S3Bucket
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core.home import Home
-from drgui.core.workspace import IDENTITY_KEY, Workspace
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import IDENTITY_KEY, Workspace
 from tests.engine_fixtures import (
     ENV_SECRETS,
     PASSPHRASE,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from drgui.core import lock as lock_module
 from drgui.core.errors import OperationFailed
-from drgui.core.lock import LOCK_NAME, HomeLock, LockHeld
+from drgui.core.plan import lock as lock_module
+from drgui.core.plan.lock import LOCK_NAME, HomeLock, LockHeld
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the child protocol below uses POSIX signals")
 
@@ -27,7 +27,7 @@ HELD_MESSAGE = re.compile(r"^Another (\w+) is running \(pid (\d+), ([^,]+), sinc
 CHILD = """\
 import sys
 from pathlib import Path
-from drgui.core.lock import HomeLock
+from drgui.core.plan.lock import HomeLock
 
 lock = HomeLock(Path(sys.argv[1]), sys.argv[3])
 lock.acquire()

@@ -1,4 +1,4 @@
-"""drgui.core.pgtools: finding tools, versions, and the embedded cluster on PostgreSQL 18 and 15."""
+"""drgui.core.pg.pgtools: finding tools, versions, and the embedded cluster on PostgreSQL 18 and 15."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from drgui.core import pgtools
 from drgui.core.errors import EXIT_ENVIRONMENT, EnvironmentNotReady, OperationFailed
-from drgui.core.pgtools import EmbeddedCluster
+from drgui.core.pg import pgtools
+from drgui.core.pg.pgtools import EmbeddedCluster
 from tests.pg_fixtures import NASTY_SCHEMA, PG_PASSWORD, PgDatabase
 from tests.support import need
 
@@ -290,7 +290,7 @@ def test_stop_leaves_no_process_and_no_directory() -> None:
 
 OWNER_SCRIPT = """
 import sys, time
-from drgui.core.pgtools import EmbeddedCluster
+from drgui.core.pg.pgtools import EmbeddedCluster
 cluster = EmbeddedCluster(name="orphantest").start()
 print(cluster.root_dir, cluster._postmaster_pid, flush=True)
 time.sleep(600)

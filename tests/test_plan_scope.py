@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 
 from drgui.cli.main import main
-from drgui.core.catalog import list_snapshots
-from drgui.core.config import DestConfig, Plan
-from drgui.core.crypto import unwrap_identity
-from drgui.core.destinations.base import Destination
-from drgui.core.home import Home
-from drgui.core.prune import prune
-from drgui.core.restore import resolve_snapshot
-from drgui.core.snapshot import Index
-from drgui.core.workspace import Workspace
+from drgui.core.engine.catalog import list_snapshots
+from drgui.core.engine.crypto import unwrap_identity
+from drgui.core.engine.destinations.base import Destination
+from drgui.core.engine.restore import resolve_snapshot
+from drgui.core.engine.snapshot import Index
+from drgui.core.ops.prune import prune
+from drgui.core.plan.config import DestConfig, Plan
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import PASSPHRASE, CliResult, assert_no_secret, write_folder
 from tests.s3_fixtures import S3Bucket
 from tests.support import environment
@@ -334,9 +334,9 @@ def shared_config(request: pytest.FixtureRequest, tmp_path: Path) -> DestConfig:
 def test_legacy_snapshots_are_routed_copied_and_deleted_by_their_plan(
     shared_config: DestConfig, tmp_path: Path
 ) -> None:
-    from drgui.core.destinations.base import copy_snapshot
-    from drgui.core.destinations.local import LocalDestination
-    from drgui.core.destinations.registry import open_destination
+    from drgui.core.engine.destinations.base import copy_snapshot
+    from drgui.core.engine.destinations.local import LocalDestination
+    from drgui.core.engine.destinations.registry import open_destination
 
     whole = open_destination(shared_config, plan_id="")  # what an older drgui saw: the root
     now = datetime.now(UTC)

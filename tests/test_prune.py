@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from drgui.cli.main import main
-from drgui.core.config import DestConfig, Plan
-from drgui.core.destinations.base import Destination, copy_snapshot
-from drgui.core.destinations.s3 import S3Destination
-from drgui.core.home import Home
-from drgui.core.prune import prune
-from drgui.core.snapshot import Index
-from drgui.core.workspace import Workspace
+from drgui.core.engine.destinations.base import Destination, copy_snapshot
+from drgui.core.engine.destinations.s3 import S3Destination
+from drgui.core.engine.snapshot import Index
+from drgui.core.ops.prune import prune
+from drgui.core.plan.config import DestConfig, Plan
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.s3_fixtures import S3Bucket, s3_client
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -102,9 +102,9 @@ def test_links_empty_dirs_and_special_files_round_trip(new_plan, tmp_path: Path)
 
 
 def test_manifest_records_types(new_plan, tmp_path: Path) -> None:
-    from drgui.core.home import Home
-    from drgui.core.verify import load_manifest
-    from drgui.core.workspace import Workspace
+    from drgui.core.engine.verify import load_manifest
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     folder = build_tricky_folder(tmp_path / "site", tmp_path / "outside")
     plan = folder_plan(new_plan, folder)
@@ -157,11 +157,11 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile
 def replace_folder_part(plan: Plan, snapshot_id: str, tar_bytes: bytes, files: list[dict[str, Any]]) -> None:
     """Re-encrypt the folder part of a snapshot as `tar_bytes` and make the manifest and index agree with it,
     as an attacker with the public key (or a buggy writer) could: every hash then matches."""
-    from drgui.core.crypto import decrypt_bytes, encrypt_bytes
-    from drgui.core.home import Home
-    from drgui.core.pipeline import write_part
-    from drgui.core.snapshot import Index, PartRecord
-    from drgui.core.workspace import Workspace
+    from drgui.core.engine.crypto import decrypt_bytes, encrypt_bytes
+    from drgui.core.engine.pipeline import write_part
+    from drgui.core.engine.snapshot import Index, PartRecord
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     ws = Workspace(Home(plan.home))
     directory = _snapshot_dir(plan, snapshot_id)
@@ -374,8 +374,8 @@ def test_stock_tar_restores_links_and_empty_dirs(new_plan, tmp_path: Path) -> No
     """docs/restore-by-hand.md section 4 on a folder with links and an empty directory."""
     import subprocess
 
-    from drgui.core.home import Home
-    from drgui.core.workspace import Workspace
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     folder = build_tricky_folder(tmp_path / "site", tmp_path / "outside")
     plan = folder_plan(new_plan, folder)
@@ -446,10 +446,10 @@ def test_a_safety_snapshot_is_never_latest_nor_takes_a_backups_retention_place(
     and the safety snapshot goes once it is older than its 30 days."""
     from datetime import UTC, datetime, timedelta
 
-    from drgui.core.config import save
-    from drgui.core.home import Home
-    from drgui.core.prune import prune
-    from drgui.core.workspace import Workspace
+    from drgui.core.ops.prune import prune
+    from drgui.core.plan.config import save
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
 
     folder = tmp_path / "site"
     folder.mkdir()

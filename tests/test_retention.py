@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drgui.core.errors import UsageError
-from drgui.core.retention import (
+from drgui.core.timing.retention import (
     DEFAULT_POLICIES,
     Duration,
     Keep,

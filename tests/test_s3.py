@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from drgui.cli.main import main
-from drgui.core.config import DestConfig
-from drgui.core.destinations.s3 import S3Destination
+from drgui.core.engine.destinations.s3 import S3Destination
 from drgui.core.errors import DestinationError
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.plan.config import DestConfig
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import (
     PASSPHRASE,
     CliResult,

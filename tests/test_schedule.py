@@ -13,9 +13,9 @@ from dateutil import tz as dateutil_tz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drgui.core import schedule
 from drgui.core.errors import EXIT_USAGE, UsageError
-from drgui.core.schedule import (
+from drgui.core.timing import schedule
+from drgui.core.timing.schedule import (
     PRESETS,
     Due,
     WakeDetector,

@@ -17,9 +17,9 @@ import keyring
 import psycopg
 import pytest
 
-from drgui.core.home import Home
-from drgui.core.secrets import SERVICE
-from drgui.core.workspace import Workspace
+from drgui.core.plan.home import Home
+from drgui.core.plan.secrets import SERVICE
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import BackedUp, CliResult, Plan, cli_argv, cli_env, make_plan, ok, run_cli
 from tests.pg_fixtures import PG_PASSWORD, PgDatabase
 
@@ -287,7 +287,7 @@ pg_restore: warning: errors ignored on restore: 1
 
 
 def test_harmless_restore_errors_are_judged_from_versions_and_whole_messages() -> None:
-    from drgui.core.restore import expected_restore_errors, only_harmless_restore_errors
+    from drgui.core.engine.restore import expected_restore_errors, only_harmless_restore_errors
 
     older = expected_restore_errors(150008, (18, 1))
     assert older and expected_restore_errors(170000, (18, 1)) == () == expected_restore_errors(

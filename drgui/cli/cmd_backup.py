@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
 from drgui.cli.output import human_bytes
-from drgui.core.backup import run_backup
 from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
+from drgui.core.ops.backup import run_backup
 
 
 def register(sub, common) -> None:

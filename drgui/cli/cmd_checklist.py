@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
-from drgui.core import autochecks, checklists
-from drgui.core.drill import checklist_variables
-from drgui.core.fsutil import atomic_write_text
+from drgui.core.engine.fsutil import atomic_write_text
+from drgui.core.ops import autochecks, checklists
+from drgui.core.ops.drill import checklist_variables
 
 
 def register(sub, common) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drgui.cli.common import add_command
 from drgui.cli.output import human_bytes
-from drgui.core.home import Home
+from drgui.core.plan.home import Home
 
 
 def register(sub, common) -> None:
@@ -18,7 +18,7 @@ def register(sub, common) -> None:
 
 
 def run(args, out) -> int:
-    from drgui.core.demo import create_demo
+    from drgui.core.ops.demo import create_demo
 
     home = Home.resolve(args.home) if args.home else Home(Path(tempfile.mkdtemp(prefix="drgui-demo-")))
     demo = create_demo(home, size_mb=args.size, log=lambda text: print(text, file=sys.stderr, flush=True))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from drgui.cli.common import add_command, show_help, workspace
-from drgui.core.destinations.registry import open_destination
+from drgui.core.engine.destinations.registry import open_destination
 from drgui.core.errors import UsageError
-from drgui.core.setup import add_destination, remove_destination
+from drgui.core.plan.setup import add_destination, remove_destination
 
 
 def register(sub, common) -> None:
@@ -50,11 +50,11 @@ def run_add(args, out) -> int:
             raise UsageError("A local destination needs --path.")
         settings["path"] = args.path
     elif args.kind == "s3":
-        from drgui.core.s3common import s3_settings_from_args
+        from drgui.core.engine.s3common import s3_settings_from_args
 
         settings, secrets = s3_settings_from_args(args, for_source=False)
     elif args.kind == "drive":
-        from drgui.core.destinations.drive import drive_settings_from_args
+        from drgui.core.engine.destinations.drive import drive_settings_from_args
 
         settings = drive_settings_from_args(args)
     config = add_destination(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)

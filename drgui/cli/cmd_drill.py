@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.config import format_duration
-from drgui.core.drill import run_drill
+from drgui.core.ops.drill import run_drill
+from drgui.core.plan.config import format_duration
 from drgui.report.drill_report import write_report
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.envsync import (
+from drgui.core.errors import EXIT_PARTIAL, DrguiError, UsageError
+from drgui.core.ops.envsync import (
     CURRENT,
     VERSIONS,
     drive_destination,
     restore_env_from_drive,
     sync_env_to_drive,
 )
-from drgui.core.errors import EXIT_PARTIAL, DrguiError, UsageError
-from drgui.core.secrets import read_secret_file
+from drgui.core.plan.secrets import read_secret_file
 
 
 def register(sub, common) -> None:

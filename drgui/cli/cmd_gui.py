@@ -7,7 +7,7 @@ from pathlib import Path
 
 from drgui.cli.common import add_command
 from drgui.core.errors import EnvironmentNotReady, UsageError
-from drgui.core.home import Home
+from drgui.core.plan.home import Home
 
 PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "settings")
 
@@ -27,7 +27,7 @@ def register(sub, common) -> None:
 def run(args, out) -> int:
     if args.install_autostart:
         try:
-            autostart = importlib.import_module("drgui.core.autostart")
+            autostart = importlib.import_module("drgui.core.platform.autostart")
         except ModuleNotFoundError:
             raise EnvironmentNotReady(
                 "Autostart is not available in this build.",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from drgui.cli.common import add_command
 from drgui.cli.output import read_secret
-from drgui.core.home import Home
-from drgui.core.setup import init_plan
+from drgui.core.plan.home import Home
+from drgui.core.plan.setup import init_plan
 
 
 def register(sub, common) -> None:

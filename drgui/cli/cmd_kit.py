@@ -7,8 +7,8 @@ from pathlib import Path
 
 from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.output import read_secret
-from drgui.core.home import Home
-from drgui.core.secrets import read_secret_file
+from drgui.core.plan.home import Home
+from drgui.core.plan.secrets import read_secret_file
 
 
 def register(sub, common) -> None:

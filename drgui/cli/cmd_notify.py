@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.output import read_secret
-from drgui.core.alerts import compute_alerts
 from drgui.core.errors import UsageError
-from drgui.core.notify import clear_webhook, notify, post, set_webhook, webhook_url
+from drgui.core.ops.alerts import compute_alerts
+from drgui.core.ops.notify import clear_webhook, notify, post, set_webhook, webhook_url
 
 
 def register(sub, common) -> None:

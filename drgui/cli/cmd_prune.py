@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
 from drgui.core.errors import EXIT_FAILED, EXIT_OK
-from drgui.core.prune import prune
+from drgui.core.ops.prune import prune
 
 
 def register(sub, common) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.restore import restore
+from drgui.core.engine.restore import restore
 
 
 def register(sub, common) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from drgui.cli.common import add_command, workspace
-from drgui.core import schedule
-from drgui.core.backup import retry_queue, run_backup
 from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
-from drgui.core.lock import LockHeld
-from drgui.core.prune import prune
+from drgui.core.ops.backup import retry_queue, run_backup
+from drgui.core.ops.prune import prune
+from drgui.core.plan.lock import LockHeld
+from drgui.core.timing import schedule
 
 
 def register(sub, common) -> None:

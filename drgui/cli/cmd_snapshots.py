@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
 from drgui.cli.output import human_bytes
-from drgui.core.catalog import list_snapshots
+from drgui.core.engine.catalog import list_snapshots
 
 
 def register(sub, common) -> None:

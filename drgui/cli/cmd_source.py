@@ -6,10 +6,10 @@ import argparse
 import os
 
 from drgui.cli.common import add_command, show_help, workspace
+from drgui.core.engine.sources.registry import open_source
 from drgui.core.errors import UsageError
-from drgui.core.secrets import read_secret_file
-from drgui.core.setup import add_source, remove_source
-from drgui.core.sources.registry import open_source
+from drgui.core.plan.secrets import read_secret_file
+from drgui.core.plan.setup import add_source, remove_source
 
 
 def register(sub, common) -> None:
@@ -56,7 +56,7 @@ def run_add(args, out) -> int:
             raise UsageError(
                 "A postgres source needs --dsn.", hint="e.g. --dsn postgresql://app@db.example.com/app"
             )
-        from drgui.core.sources.postgres import split_dsn
+        from drgui.core.engine.sources.postgres import split_dsn
 
         settings, password = split_dsn(args.dsn)
         if args.password_file:
@@ -74,7 +74,7 @@ def run_add(args, out) -> int:
         if args.kind == "env" and args.require:
             settings["require"] = args.require
     elif args.kind == "s3":
-        from drgui.core.s3common import s3_settings_from_args
+        from drgui.core.engine.s3common import s3_settings_from_args
 
         settings, secrets = s3_settings_from_args(args, for_source=True)
     config = add_source(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.config import format_duration
-from drgui.core.status import compute_status
+from drgui.core.ops.status import compute_status
+from drgui.core.plan.config import format_duration
 
 
 def register(sub, common) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
-from drgui.core.restore import resolve_snapshot
-from drgui.core.verify import verify_snapshot
+from drgui.core.engine.restore import resolve_snapshot
+from drgui.core.engine.verify import verify_snapshot
 
 
 def register(sub, common) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from drgui.core.errors import EXIT_USAGE, UsageError
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 
 
 def add_command(

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import drgui
 from drgui.cli.common import check_home
 from drgui.cli.output import Output
+from drgui.core.engine.scratch import sweep_at_start
 from drgui.core.errors import EXIT_FAILED, EXIT_USAGE, DrguiError
-from drgui.core.scratch import sweep_at_start
-from drgui.core.secrets import redact
+from drgui.core.plan.secrets import redact
 
 DEBUG_ENV = "DRGUI_DEBUG"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from drgui.core.errors import UsageError
 from drgui.core.fmt import size
+from drgui.core.plan.secrets import redact
 from drgui.core.progress import Progress
-from drgui.core.secrets import redact
 
 
 def human_bytes(count: float) -> str:
@@ -67,7 +67,7 @@ class Output:
 
 def read_secret(option_value: str | None, option_name: str, prompt: str, *, confirm: bool = False) -> str:
     """A secret from --...-file, else a prompt on a terminal, else exit 2 naming the option."""
-    from drgui.core.secrets import read_secret_file
+    from drgui.core.plan.secrets import read_secret_file
 
     if option_value:
         return read_secret_file(option_value, option_name.lstrip("-").replace("-file", ""))

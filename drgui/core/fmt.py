@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from drgui.core.config import format_duration
+from drgui.core.plan.config import format_duration
 
 __all__ = ["describe_rule", "duration", "size"]
 

@@ -13,8 +13,8 @@ from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 import drgui
-from drgui.core.home import Home
-from drgui.core.workspace import Workspace
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DriveSyncOnInsert, DriveWatcher, drive_specs
 from drgui.gui.gc_guard import GuiThreadCollector

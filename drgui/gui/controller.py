@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from drgui.core.backup import run_backup
 from drgui.core.errors import DrguiError
-from drgui.core.history import Run
+from drgui.core.ops.backup import run_backup
+from drgui.core.ops.history import Run
+from drgui.core.ops.status import Status, compute_status
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.status import Status, compute_status
-from drgui.core.workspace import Workspace
 from drgui.gui.worker import Job, Worker
 
 BACKUP = "Backup"

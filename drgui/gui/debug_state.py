@@ -17,7 +17,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from drgui.core.fsutil import atomic_write_text
+from drgui.core.engine.fsutil import atomic_write_text
 
 DEBUG_STATE_ENV = "DRGUI_DEBUG_STATE_FILE"
 

@@ -1,4 +1,4 @@
-"""Add-source and add-destination dialogs: the same validation as the CLI (drgui.core.setup).
+"""Add-source and add-destination dialogs: the same validation as the CLI (drgui.core.plan.setup).
 
 Secrets typed into password fields go straight to the keyring through `setup.add_*`; config.toml never
 sees them. Adding tests the connection on the worker, so the window stays responsive.
@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core import setup
-from drgui.core.config import DEST_KINDS, SOURCE_KINDS
 from drgui.core.errors import DrguiError, UsageError
+from drgui.core.plan import setup
+from drgui.core.plan.config import DEST_KINDS, SOURCE_KINDS
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.workspace import Workspace
 from drgui.gui.widgets import MessageLine
 from drgui.gui.worker import Worker
 
@@ -90,7 +90,7 @@ def split_form(kind: str, values: dict[str, str], *, source: bool) -> tuple[dict
         else:
             settings[key] = value
     if source and kind == "postgres":
-        from drgui.core.sources.postgres import split_dsn
+        from drgui.core.engine.sources.postgres import split_dsn
 
         if "dsn" not in settings:
             raise UsageError(

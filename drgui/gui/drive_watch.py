@@ -23,12 +23,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from drgui.core.config import Plan
-from drgui.core.drives import Drive, find_drive, list_drives
-from drgui.core.envsync import SyncResult, stale_fingerprint, sync_env_to_drive
 from drgui.core.errors import DrguiError, EnvironmentNotReady, OperationFailed
+from drgui.core.ops.envsync import SyncResult, stale_fingerprint, sync_env_to_drive
+from drgui.core.plan.config import Plan
+from drgui.core.plan.workspace import Workspace
+from drgui.core.platform.drives import Drive, find_drive, list_drives
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.workspace import Workspace
 from drgui.gui.worker import Job, Worker
 
 log = logging.getLogger(__name__)

@@ -21,14 +21,14 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from drgui.core.backup import run_backup
-from drgui.core.config import DEST_KINDS, SOURCE_KINDS, parse_duration
-from drgui.core.crypto import passphrase_problem
+from drgui.core.engine.crypto import passphrase_problem
 from drgui.core.errors import DrguiError, UsageError
-from drgui.core.home import Home
+from drgui.core.ops.backup import run_backup
+from drgui.core.plan.config import DEST_KINDS, SOURCE_KINDS, parse_duration
+from drgui.core.plan.home import Home
+from drgui.core.plan.setup import init_plan
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.setup import init_plan
-from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
 from drgui.gui.icons import icon

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from drgui.core import fmt
-from drgui.core.schedule import PRESETS
+from drgui.core.timing.schedule import PRESETS
 
 
 def ago(moment: datetime | None, now: datetime | None = None) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from drgui.core.secrets import redact
+from drgui.core.plan.secrets import redact
 
 LOG_NAME = "drgui.log"
 MAX_BYTES = 1_000_000

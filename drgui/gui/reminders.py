@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from dateutil import tz as dateutil_tz
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from drgui.core.config import DEFAULT_SCHEDULE
-from drgui.core.schedule import previous_occurrence
-from drgui.core.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
-from drgui.core.workspace import Workspace
+from drgui.core.ops.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
+from drgui.core.plan.config import DEFAULT_SCHEDULE
+from drgui.core.plan.workspace import Workspace
+from drgui.core.timing.schedule import previous_occurrence
 from drgui.gui.debug_state import install_from_env
 
 Clock = Callable[[], datetime]

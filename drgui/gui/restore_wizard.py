@@ -32,12 +32,12 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from drgui.core import catalog
-from drgui.core.config import format_duration
-from drgui.core.drill import DRILL_STEPS, Answer, DrillResult, run_drill, save_report, sign_off
+from drgui.core.engine import catalog
 from drgui.core.errors import DrguiError
+from drgui.core.ops.drill import DRILL_STEPS, Answer, DrillResult, run_drill, save_report, sign_off
+from drgui.core.plan.config import format_duration
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import Progress
-from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.worker import Job, Worker
 from drgui.report.drill_report import write_report

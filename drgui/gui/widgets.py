@@ -15,7 +15,7 @@ from drgui.core.errors import DrguiError
 from drgui.gui.humanize import parse_iso
 
 if TYPE_CHECKING:
-    from drgui.core.status import Status
+    from drgui.core.ops.status import Status
     from drgui.gui.controller import Controller
 
 STATE_COLORS = {

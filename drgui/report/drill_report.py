@@ -13,11 +13,11 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drgui.core.config import format_duration
-from drgui.core.fsutil import atomic_write_text
+from drgui.core.engine.fsutil import atomic_write_text
+from drgui.core.plan.config import format_duration
 
 if TYPE_CHECKING:
-    from drgui.core.drill import DrillResult
+    from drgui.core.ops.drill import DrillResult
 
 GREEN, RED, GREY = "#1b7f3b", "#b3261e", "#5f6368"
 STEP_TITLES = {

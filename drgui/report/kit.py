@@ -18,17 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import drgui
-from drgui.core import checklists
-from drgui.core import config as config_module
-from drgui.core.catalog import list_snapshots
-from drgui.core.config import DestConfig, Plan, SourceConfig, format_duration
-from drgui.core.crypto import ARMOR_BEGIN, ARMOR_END, armor, dearmor, unwrap_identity
+from drgui.core.engine.catalog import list_snapshots
+from drgui.core.engine.crypto import ARMOR_BEGIN, ARMOR_END, armor, dearmor, unwrap_identity
+from drgui.core.engine.fsutil import atomic_write_bytes, atomic_write_text
+from drgui.core.engine.snapshot import IDENTITY_FILE
 from drgui.core.errors import DrguiError, UsageError
-from drgui.core.fsutil import atomic_write_bytes, atomic_write_text
-from drgui.core.home import Home
-from drgui.core.secrets import SecretStore, require_keyring
-from drgui.core.snapshot import IDENTITY_FILE
-from drgui.core.workspace import IDENTITY_KEY, Workspace
+from drgui.core.ops import checklists
+from drgui.core.plan import config as config_module
+from drgui.core.plan.config import DestConfig, Plan, SourceConfig, format_duration
+from drgui.core.plan.home import Home
+from drgui.core.plan.secrets import SecretStore, require_keyring
+from drgui.core.plan.workspace import IDENTITY_KEY, Workspace
 
 KIT_FORMAT = 1
 KIT_SUFFIX = ".kit.json"

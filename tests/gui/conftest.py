@@ -12,9 +12,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-from drgui.core.home import Home
-from drgui.core.setup import add_destination, add_source, init_plan
-from drgui.core.workspace import Workspace
+from drgui.core.plan.home import Home
+from drgui.core.plan.setup import add_destination, add_source, init_plan
+from drgui.core.plan.workspace import Workspace
 from tests.engine_fixtures import PASSPHRASE, write_env_file, write_folder
 
 

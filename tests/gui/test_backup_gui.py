@@ -8,11 +8,11 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPushButton
 
-from drgui.core.lock import HomeLock
-from drgui.core.setup import add_source
-from drgui.core.sources.postgres import split_dsn
-from drgui.core.verify import verify_snapshot
-from drgui.core.workspace import Workspace
+from drgui.core.engine.sources.postgres import split_dsn
+from drgui.core.engine.verify import verify_snapshot
+from drgui.core.plan.lock import HomeLock
+from drgui.core.plan.setup import add_source
+from drgui.core.plan.workspace import Workspace
 
 pytestmark = [pytest.mark.gui, pytest.mark.integration]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from drgui.core.drives import RECORDED_DRIVES_ENV
 from drgui.core.errors import EnvironmentNotReady
-from drgui.core.setup import add_destination
-from drgui.core.workspace import Workspace
+from drgui.core.plan.setup import add_destination
+from drgui.core.plan.workspace import Workspace
+from drgui.core.platform.drives import RECORDED_DRIVES_ENV
 from drgui.gui.drive_watch import (
     DRIVE_SYNC_SETTING,
     DriveSyncOnInsert,
@@ -250,7 +250,7 @@ def test_env_changed_while_plugged_in_asks_once_per_change(
     qtbot, drive_ws: Workspace, recording: Recording, worker
 ) -> None:
     recording.plug()
-    from drgui.core.envsync import sync_env_to_drive
+    from drgui.core.ops.envsync import sync_env_to_drive
 
     sync_env_to_drive(drive_ws, "key")
     watcher, on_insert = watch(qtbot, drive_ws, worker)  # default: ask

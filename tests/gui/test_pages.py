@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPushButton
 
-from drgui.core.backup import run_backup
-from drgui.core.home import Home
+from drgui.core.ops.backup import run_backup
+from drgui.core.plan.home import Home
 from drgui.gui.app import App
 from drgui.gui.main_window import PAGES
 from tests.engine_fixtures import PASSPHRASE

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QWizard
 
-from drgui.core.backup import run_backup
-from drgui.core.setup import add_source
-from drgui.core.sources.postgres import split_dsn
-from drgui.core.workspace import Workspace
+from drgui.core.engine.sources.postgres import split_dsn
+from drgui.core.ops.backup import run_backup
+from drgui.core.plan.setup import add_source
+from drgui.core.plan.workspace import Workspace
 from drgui.gui.restore_wizard import RestoreWizard
 from tests.pg_fixtures import PgDatabase
 from tests.test_drill import SCHEMA, assert_nothing_left, drill_leftovers

@@ -7,9 +7,9 @@ import time
 import pytest
 from PySide6.QtCore import QObject, QTimer, Slot
 
-from drgui.core.demo_data import populate_saas
-from drgui.core.setup import add_source
-from drgui.core.sources.postgres import split_dsn
+from drgui.core.engine.sources.postgres import split_dsn
+from drgui.core.ops.demo_data import populate_saas
+from drgui.core.plan.setup import add_source
 
 pytestmark = [pytest.mark.gui, pytest.mark.integration, pytest.mark.slow]
 

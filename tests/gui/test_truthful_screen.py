@@ -23,13 +23,13 @@ from pytestqt.exceptions import TimeoutError as QtTimeout
 
 from drgui.cli.output import human_bytes
 from drgui.core import fmt
-from drgui.core.checklists import run_checklist
-from drgui.core.config import format_duration
-from drgui.core.drill import DrillResult
 from drgui.core.errors import OperationFailed
+from drgui.core.ops.checklists import run_checklist
+from drgui.core.ops.drill import DrillResult
+from drgui.core.plan.config import format_duration
+from drgui.core.plan.setup import add_destination
 from drgui.core.progress import Progress
-from drgui.core.schedule import PRESETS
-from drgui.core.setup import add_destination
+from drgui.core.timing.schedule import PRESETS
 from drgui.gui import humanize
 from drgui.gui.app import App
 from drgui.gui.logfile import log_dir, setup_logging
@@ -368,7 +368,7 @@ def test_keyboard_focus_is_visible_and_icon_only_controls_have_names(started) ->
 
 
 def test_the_log_file_rotates_under_the_log_folder_and_holds_no_secret(started, tmp_path: Path) -> None:
-    from drgui.core.secrets import remember
+    from drgui.core.plan.secrets import remember
 
     remember("hunter2-very-secret")  # what the keyring store does with every secret it reads or writes
     path = setup_logging(tmp_path / "logs")

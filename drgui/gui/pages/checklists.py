@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core import checklists
+from drgui.core.engine.sources.envfile import env_keys
 from drgui.core.errors import DrguiError
-from drgui.core.sources.envfile import env_keys
+from drgui.core.ops import checklists
 from drgui.gui.controller import Controller
 from drgui.gui.widgets import muted, title
 

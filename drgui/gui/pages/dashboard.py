@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (
 )
 
 from drgui.core.errors import DrguiError
+from drgui.core.ops.status import Status
 from drgui.core.progress import Progress
-from drgui.core.status import Status
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.widgets import (

@@ -6,11 +6,11 @@ from __future__ import annotations
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from drgui.core.envsync import drive_destination
 from drgui.core.errors import DrguiError
-from drgui.core.history import Run
+from drgui.core.ops.envsync import drive_destination
+from drgui.core.ops.history import Run
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import SYNC_JOB, SyncEnvWork, sync_summary

@@ -17,9 +17,10 @@ from PySide6.QtWidgets import (
     QWizard,
 )
 
-from drgui.core import fmt, schedule
+from drgui.core import fmt
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.workspace import Workspace
+from drgui.core.timing import schedule
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.widgets import MessageLine, heading_row, muted, title

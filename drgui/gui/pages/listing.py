@@ -15,10 +15,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core import setup
 from drgui.core.errors import DrguiError
+from drgui.core.plan import setup
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.dialogs import KIND_LABELS, AddDialog

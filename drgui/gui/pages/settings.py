@@ -14,10 +14,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core import fmt, schedule
-from drgui.core.config import format_duration, parse_duration
+from drgui.core import fmt
 from drgui.core.errors import DrguiError
-from drgui.core.secrets import backend_status
+from drgui.core.plan.config import format_duration, parse_duration
+from drgui.core.plan.secrets import backend_status
+from drgui.core.timing import schedule
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DRIVE_SYNC_SETTING, drive_sync_mode

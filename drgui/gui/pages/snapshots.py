@@ -24,12 +24,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drgui.core.catalog import list_snapshots
+from drgui.core.engine.catalog import list_snapshots
+from drgui.core.engine.restore import restore
+from drgui.core.engine.verify import verify_snapshot
 from drgui.core.errors import DrguiError
+from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, Progress, ProgressCallback
-from drgui.core.restore import restore
-from drgui.core.verify import verify_snapshot
-from drgui.core.workspace import Workspace
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.humanize import plural

@@ -1,0 +1,1 @@
+"""The engine: the snapshot format, streaming, crypto, sources, destinations, verify and restore."""

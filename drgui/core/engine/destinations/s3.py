@@ -1,0 +1,563 @@
+"""An S3 bucket/prefix (AWS or any S3-compatible endpoint).
+
+Objects are written with bounded-memory multipart uploads (an aborted upload leaves nothing behind);
+reads stream and resume with a ranged GET when a connection drops mid-body. A snapshot's parts go first
+and `index.json` last: a snapshot without index.json does not exist. Object Lock aware: a locked object
+is never deleted, and new objects can get a retention period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotWriter
+from drgui.core.engine.s3common import describe_location, error_code, make_client, raise_s3_error
+from drgui.core.engine.snapshot import INDEX_FILE, Index, snapshot_prefix
+from drgui.core.errors import DestinationError
+from drgui.core.plan.config import DestConfig
+from drgui.core.plan.secrets import SecretStore
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+DEFAULT_PART_SIZE_MB = 64
+DEFAULT_CONCURRENCY = 2
+FILE_UPLOAD_CONCURRENCY = 4  # put_file streams parts from disk, so more in flight costs no memory
+MAX_RESUMES = 8
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+
+class _ResumingReader(io.RawIOBase):
+    """A GET body that re-requests the rest (Range + If-Match) when the connection breaks mid-stream."""
+
+    def __init__(self, dest: S3Destination, key: str) -> None:
+        super().__init__()
+        self.dest = dest
+        self.key = key
+        self.position = 0
+        self.resumes = 0
+        response = dest._call(
+            "read", key, lambda: dest.client.get_object(Bucket=dest.bucket, Key=dest._key(key))
+        )
+        self.etag = response.get("ETag")
+        self.length = int(response.get("ContentLength", 0))
+        self.body = response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        from botocore.exceptions import BotoCoreError
+        from urllib3.exceptions import HTTPError
+
+        while True:
+            try:
+                data: bytes = self.body.read() if size is None or size < 0 else self.body.read(size)
+            except (BotoCoreError, HTTPError, OSError) as error:
+                if self.resumes >= MAX_RESUMES:
+                    raise_s3_error(error, self.dest._what, self.dest.bucket, f"read {self.key}")
+                self.resumes += 1
+                self._reopen()
+                continue
+            self.position += len(data)
+            if not data and self.position < self.length:
+                # the server closed early without an error: resume from where we are
+                if self.resumes >= MAX_RESUMES:
+                    raise DestinationError(f"{self.dest._what}: {self.key} ended early after retries.")
+                self.resumes += 1
+                self._reopen()
+                continue
+            return data
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self.body.close()
+        dest = self.dest
+        extra = {"IfMatch": self.etag} if self.etag else {}
+        response = dest._call(
+            "read",
+            self.key,
+            lambda: dest.client.get_object(
+                Bucket=dest.bucket, Key=dest._key(self.key), Range=f"bytes={self.position}-", **extra
+            ),
+        )
+        self.body = response["Body"]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.body.close()
+        super().close()
+
+
+class _MultipartWriter:
+    """write() buffers up to one part; full parts upload in a small pool (at most `concurrency` in
+    flight, so memory stays near (concurrency + 1) x part size). close() completes, abort() aborts."""
+
+    def __init__(self, dest: S3Destination, key: str) -> None:
+        self.dest = dest
+        self.key = key
+        self.full_key = dest._key(key)
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.total = 0
+        self.upload_id: str | None = None
+        self.parts: list[Future[dict[str, Any]]] = []
+        self.slots = threading.BoundedSemaphore(dest.concurrency)
+        self.pool: ThreadPoolExecutor | None = None
+        self.closed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        size = len(data)
+        if not size:
+            return 0
+        self.buffer.append(bytes(data))
+        self.buffered += size
+        self.total += size
+        while self.buffered >= self.dest.part_size:
+            self._flush_part(self.dest.part_size)
+        return size
+
+    def flush(self) -> None:
+        """Parts are sent as they fill; nothing to do here."""
+
+    def _take(self, size: int) -> bytes:
+        joined = b"".join(self.buffer)
+        self.buffer = [joined[size:]] if len(joined) > size else []
+        self.buffered = len(joined) - size if len(joined) > size else 0
+        return joined[:size]
+
+    def _flush_part(self, size: int) -> None:
+        self._check_failed()
+        if self.upload_id is None:
+            response = self.dest._call(
+                "start an upload to",
+                self.key,
+                lambda: self.dest.client.create_multipart_upload(
+                    Bucket=self.dest.bucket, Key=self.full_key, **self.dest._put_args()
+                ),
+            )
+            self.upload_id = response["UploadId"]
+            self.pool = ThreadPoolExecutor(self.dest.concurrency, thread_name_prefix="drgui-s3-part")
+        data = self._take(size)
+        number = len(self.parts) + 1
+        self.slots.acquire()
+        assert self.pool is not None
+        try:
+            future = self.pool.submit(self._upload_part, number, data)
+        except BaseException:
+            self.slots.release()
+            raise
+        self.parts.append(future)
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            response = self.dest._call(
+                "upload to",
+                self.key,
+                lambda: self.dest.client.upload_part(
+                    Bucket=self.dest.bucket,
+                    Key=self.full_key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=data,
+                ),
+            )
+            return {"PartNumber": number, "ETag": response["ETag"]}
+        finally:
+            self.slots.release()
+
+    def _check_failed(self) -> None:
+        for future in self.parts:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.upload_id is None:
+            data = self._take(self.buffered)
+            self.dest._call(
+                "upload to",
+                self.key,
+                lambda: self.dest.client.put_object(
+                    Bucket=self.dest.bucket, Key=self.full_key, Body=data, **self.dest._put_args()
+                ),
+            )
+            self.closed = True
+            return
+        if self.buffered:
+            self._flush_part(self.buffered)
+        parts = [future.result() for future in self.parts]
+        self._shutdown()
+        try:
+            self.dest._call(
+                "complete an upload to",
+                self.key,
+                lambda: self.dest.client.complete_multipart_upload(
+                    Bucket=self.dest.bucket,
+                    Key=self.full_key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+                passthrough=("NoSuchUpload",),
+            )
+        except Exception as error:
+            # A retried complete whose first attempt succeeded answers NoSuchUpload: accept the object
+            # when it is there with exactly the bytes we sent.
+            info = self.dest.stat(self.key) if error_code(error) == "NoSuchUpload" else None
+            if info is None or info.size != self.total:
+                raise_s3_error(error, self.dest._what, self.dest.bucket, f"complete the upload of {self.key}")
+        self.closed = True
+
+    def _shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def abort(self) -> None:
+        self._shutdown()
+        self.closed = True
+        if self.upload_id is not None:
+            try:
+                self.dest.client.abort_multipart_upload(
+                    Bucket=self.dest.bucket, Key=self.full_key, UploadId=self.upload_id
+                )
+            except Exception as error:  # best effort: prune aborts stale uploads later
+                log.warning("could not abort the multipart upload of %s: %s", self.key, type(error).__name__)
+
+
+class _S3SnapshotWriter(SnapshotWriter):
+    def __init__(self, dest: S3Destination, snapshot_id: str) -> None:
+        super().__init__(snapshot_id)
+        self.dest = dest
+        self.prefix = snapshot_prefix(snapshot_id)
+
+    def open_part(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return self.dest.open_write(f"{self.prefix}/{key}")
+
+    def put_file(self, key: str, path: Path) -> None:
+        self.dest.put_file(f"{self.prefix}/{key}", path)
+
+    def commit(self, index: Index) -> None:
+        self.dest.put_bytes(f"{self.prefix}/{INDEX_FILE}", index.to_bytes())
+
+    def abort(self) -> None:
+        try:
+            self.dest.remove_incomplete(self.snapshot_id)
+        except DestinationError as error:  # unreachable now: prune removes the leftovers later
+            log.warning("could not remove the leftovers of %s: %s", self.snapshot_id, error.message)
+
+    def discard(self, key: str) -> None:
+        """A failed part's multipart upload was aborted by open_write; a completed one is deleted."""
+        full = f"{self.prefix}/{key}"
+        if self.dest.exists(full):
+            self.dest.delete(full)
+
+
+class S3Destination(Destination):
+    kind = "s3"
+
+    def __init__(
+        self, config: DestConfig, store: SecretStore | None = None, client: Any = None, scope: str = ""
+    ) -> None:
+        super().__init__(config, store, scope)
+        settings = config.settings
+        self.bucket = str(settings["bucket"])
+        self.base_prefix = str(settings.get("prefix", "")).strip("/")
+        self.prefix = "/".join(part for part in (self.base_prefix, scope) if part)
+        self.part_size = int(float(settings.get("part_size_mb", DEFAULT_PART_SIZE_MB)) * MIB)
+        self.concurrency = max(1, int(settings.get("concurrency", DEFAULT_CONCURRENCY)))
+        self.object_lock_days = int(settings.get("object_lock_days", 0) or 0)
+        self.object_lock_mode = str(settings.get("object_lock_mode", "GOVERNANCE"))
+        if client is not None:
+            self.__dict__["client"] = client
+
+    @cached_property
+    def client(self) -> Any:
+        return make_client(self.config.settings, self.store, "dest", self.name)
+
+    def _open_legacy_view(self) -> S3Destination:
+        return S3Destination(self.config, self.store, client=self.client)
+
+    @property
+    def _what(self) -> str:
+        return f"S3 destination '{self.name}'"
+
+    def describe(self) -> str:
+        return describe_location(self.config.settings)
+
+    def _key(self, key: str) -> str:
+        legacy = self._legacy_route(key)
+        if isinstance(legacy, S3Destination):
+            return legacy._key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def _call(self, action: str, key: str, call: Callable[[], Any], passthrough: tuple[str, ...] = ()) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except (ClientError, BotoCoreError) as error:
+            if error_code(error) in passthrough:
+                raise
+            raise_s3_error(error, self._what, self.bucket, f"{action} {self._key(key) or '/'}")
+
+    def _put_args(self) -> dict[str, Any]:
+        settings = self.config.settings
+        args: dict[str, Any] = {}
+        if settings.get("sse"):
+            args["ServerSideEncryption"] = settings["sse"]
+            if settings.get("sse_kms_key_id"):
+                args["SSEKMSKeyId"] = settings["sse_kms_key_id"]
+        if settings.get("storage_class"):
+            args["StorageClass"] = settings["storage_class"]
+        if self.object_lock_days:
+            args["ObjectLockMode"] = self.object_lock_mode
+            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+        return args
+
+    # --- objects -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            reader = _ResumingReader(self, key)
+        except DestinationError:
+            if self.stat(key) is None:
+                raise FileNotFoundError(f"{self._what}: {self._key(key)} does not exist") from None
+            raise
+        try:
+            yield reader  # type: ignore[misc]
+        finally:
+            reader.close()
+
+    @contextlib.contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        writer = _MultipartWriter(self, key)
+        try:
+            yield writer  # type: ignore[misc]
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file with boto3's transfer manager: parts are read from disk as they are sent,
+        so memory stays small whatever the part size; a failed multipart upload is aborted by it."""
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(
+            multipart_threshold=self.part_size,
+            multipart_chunksize=self.part_size,
+            max_concurrency=max(self.concurrency, FILE_UPLOAD_CONCURRENCY),
+            use_threads=True,
+        )
+        self._call(
+            "upload",
+            key,
+            lambda: self.client.upload_file(
+                str(path), self.bucket, self._key(key), ExtraArgs=self._put_args() or None, Config=config
+            ),
+        )
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        legacy = self._legacy_route(prefix)
+        if legacy is not None:
+            yield from legacy.list_objects(prefix)
+            return
+        paginator = self.client.get_paginator("list_objects_v2")
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        while True:
+            page = self._call("list", prefix, lambda: next(pages, None))
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                yield ObjectInfo(self._relative(item["Key"]), int(item["Size"]), item.get("LastModified"))
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self._call(
+                "read",
+                key,
+                lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key)),
+                passthrough=_NOT_FOUND,
+            )
+            return head
+        except Exception as error:
+            if error_code(error) in _NOT_FOUND:
+                return None
+            raise
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        head = self._head(key)
+        if head is None:
+            return None
+        return ObjectInfo(key, int(head["ContentLength"]), head.get("LastModified"))
+
+    @cached_property
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket has Object Lock (read once; a provider without the API has none)."""
+        try:
+            response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except Exception as error:
+            code = error_code(error)
+            if code in ("ObjectLockConfigurationNotFoundError", "NotImplemented", "AccessDenied", "501"):
+                return False
+            raise_s3_error(error, self._what, self.bucket, "read the Object Lock configuration of")
+        enabled: str | None = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        return enabled == "Enabled"
+
+    def lock_reason(self, key: str, now: datetime | None = None) -> str | None:
+        """Why `key` cannot be deleted (retention or legal hold), or None."""
+        if not self.object_lock_enabled:
+            return None
+        head = self._head(key)
+        if head is None:
+            return None
+        now = now or datetime.now(UTC)
+        until = head.get("ObjectLockRetainUntilDate")
+        if until is not None and until > now:
+            return f"{head.get('ObjectLockMode', 'retention').lower()} retention until {until.isoformat()}"
+        if head.get("ObjectLockLegalHoldStatus") == "ON":
+            return "legal hold"
+        return None
+
+    def snapshot_lock_reason(self, snapshot_id: str) -> str | None:
+        if not self.object_lock_enabled:
+            return None
+        for info in self.list_objects(snapshot_prefix(snapshot_id) + "/"):
+            reason = self.lock_reason(info.key)
+            if reason:
+                return f"object-locked ({info.key}: {reason})"
+        return None
+
+    def delete(self, key: str) -> None:
+        reason = self.lock_reason(key)
+        if reason:
+            raise DestinationError(
+                f"{self._what}: {self._key(key)} in bucket '{self.bucket}' is object-locked ({reason}); "
+                "drgui does not try to delete it.",
+                hint="It can be deleted once the retention period ends (or the legal hold is removed).",
+            )
+        self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        reason = self.snapshot_lock_reason(snapshot_id)
+        if reason:
+            raise DestinationError(
+                f"{self._what}: snapshot {snapshot_id} is {reason}; it was not deleted.",
+                hint="It can be deleted once its retention period ends.",
+            )
+        super().delete_snapshot(snapshot_id)
+
+    # --- snapshots -----------------------------------------------------------------------------
+    def begin(self, snapshot_id: str) -> SnapshotWriter:
+        return _S3SnapshotWriter(self, snapshot_id)
+
+    def incomplete_ids(self) -> list[str]:
+        return sorted(sid for sid, names in self._snapshot_sizes().items() if INDEX_FILE not in names)
+
+    def remove_incomplete(self, snapshot_id: str) -> None:
+        prefix = snapshot_prefix(snapshot_id)
+        if self.exists(f"{prefix}/{INDEX_FILE}"):
+            return
+        for info in list(self.list_objects(prefix + "/")):
+            self.delete(info.key)
+        for upload in self.multipart_uploads(prefix + "/"):
+            self._abort_upload(upload)
+
+    def multipart_uploads(self, prefix: str = "") -> list[dict[str, Any]]:
+        """Unfinished multipart uploads under our prefix: {"Key", "UploadId", "Initiated"}."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=full))
+        uploads: list[dict[str, Any]] = []
+        while True:
+            page = self._call("list uploads in", prefix, lambda: next(pages, None))
+            if page is None:
+                return uploads
+            uploads.extend(page.get("Uploads", []))
+
+    def _abort_upload(self, upload: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            self._call(
+                "abort an upload to",
+                self._relative(upload["Key"]),
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                ),
+                passthrough=("NoSuchUpload",),
+            )
+
+    def abort_stale_uploads(self, older_than: datetime, dry_run: bool = False) -> list[str]:
+        """Abort multipart uploads under our prefix started before `older_than`; return their keys."""
+        stale = [u for u in self.multipart_uploads() if u["Initiated"] < older_than]
+        if not dry_run:
+            for upload in stale:
+                self._abort_upload(upload)
+        return [self._relative(u["Key"]) for u in stale]
+
+    def test(self) -> list[str]:
+        """Check list, write, read and delete separately and say which permission is missing."""
+        key = ".drgui-test"
+        payload = b"drgui destination test\n"
+        steps: list[tuple[str, str, Callable[[], Any]]] = [
+            ("list", "s3:ListBucket", lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)),
+            (
+                "write",
+                "s3:PutObject",
+                lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=payload),
+            ),
+            (
+                "read",
+                "s3:GetObject",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read(),
+            ),
+            (
+                "delete",
+                "s3:DeleteObject",
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)),
+            ),
+        ]
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        checked: list[str] = []
+        for step, permission, call in steps:
+            try:
+                result = call()
+            except (ClientError, BotoCoreError) as error:
+                if error_code(error) == "AccessDenied":
+                    raise DestinationError(
+                        f"{self._what}: the key may not {step} in bucket '{self.bucket}' "
+                        f"(checked: {', '.join(checked) or 'nothing yet'}).",
+                        hint=f"Grant {permission} on arn:aws:s3:::{self.bucket}"
+                        + ("" if step == "list" else f"/{self.prefix + '/' if self.prefix else ''}*")
+                        + " to this key.",
+                    ) from None
+                raise_s3_error(error, self._what, self.bucket, step)
+            if step == "read" and result != payload:
+                raise DestinationError(f"{self._what} returned different bytes than were written.")
+            checked.append(step)
+        if self.object_lock_enabled:
+            checked.append("object lock: enabled")
+        return checked

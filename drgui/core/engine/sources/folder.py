@@ -1,0 +1,187 @@
+"""A folder as a tar stream (produced in a thread into a pipe), every entry described in the manifest.
+
+Regular files, directories (empty ones too) and symbolic links are stored as what they are: a link is
+a tar SYMTYPE member with its target unchanged, never followed. Fifos, sockets and devices are skipped
+with a warning in the source's result. Each manifest entry records `path`, `type` (file, dir, symlink),
+`mode`, `mtime`, and `size` + `sha256` (files) or `target` (links); see docs/snapshot-format.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
+from drgui.core.errors import SourceError
+from drgui.core.progress import CancelToken
+
+SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+class _HashingFile:
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+
+def is_excluded(relative: str, patterns: list[str]) -> bool:
+    name = relative.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def walk(
+    root: Path, excludes: list[str], skip: set[tuple[int, int]] | None = None
+) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(relative posix path, absolute path, lstat) of every entry below `root`, parents before children,
+    sorted by name; links are reported, never followed; excluded directories are not entered, nor those
+    whose (st_dev, st_ino) is in `skip`."""
+
+    def visit(directory: Path, rel_dir: str) -> Iterator[tuple[str, Path, os.stat_result]]:
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            raise SourceError(f"Cannot read the directory {directory}: {error.strerror}.") from None
+        for item in entries:
+            relative = rel_dir + item.name
+            if is_excluded(relative, excludes):
+                continue
+            try:
+                info = item.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing
+            if skip and (info.st_dev, info.st_ino) in skip:
+                continue
+            yield relative, Path(item.path), info
+            if stat.S_ISDIR(info.st_mode):
+                yield from visit(Path(item.path), relative + "/")
+
+    yield from visit(root, "")
+
+
+def _special_kind(mode: int) -> str | None:
+    return next((name for test, name in SPECIAL_KINDS if test(mode)), None)
+
+
+def _tar_info(relative: str, info: os.stat_result) -> tarfile.TarInfo:
+    member = tarfile.TarInfo(relative)
+    member.mode = stat.S_IMODE(info.st_mode)
+    member.mtime = info.st_mtime
+    member.uid, member.gid = info.st_uid, info.st_gid
+    return member
+
+
+def _add_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise SourceError(f"Cannot read {path}: {error.strerror}.") from None
+    with handle:
+        member.size = os.fstat(handle.fileno()).st_size
+        hashing = _HashingFile(handle)
+        tar.addfile(member, hashing)
+    return hashing.digest.hexdigest()
+
+
+def write_tar(
+    root: Path,
+    excludes: list[str],
+    out: BinaryIO,
+    files: list[dict[str, Any]],
+    cancel: CancelToken,
+    warnings: list[str] | None = None,
+    never_capture: dict[Path, str] | None = None,
+) -> None:
+    """Write the folder as a pax tar into `out`; append one manifest entry per member to `files`.
+    Directories of `never_capture` inside the folder are left out, with a warning naming them."""
+    skip = {}
+    for directory, what in (never_capture or {}).items():
+        with contextlib.suppress(OSError):
+            info = directory.stat()
+            skip[(info.st_dev, info.st_ino)] = (directory, what)
+    for directory, what in skip.values():
+        if warnings is not None and directory.resolve().is_relative_to(root.resolve()):
+            warnings.append(f"{directory}: skipped, it is {what} (drgui never backs up its own backups)")
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for relative, path, info in walk(root, excludes, set(skip)):
+            cancel.check()
+            member = _tar_info(relative, info)
+            entry: dict[str, Any] = {"path": relative, "mode": member.mode, "mtime": int(info.st_mtime)}
+            if stat.S_ISREG(info.st_mode):  # a hard link is stored as a file of its own
+                member.type = tarfile.REGTYPE
+                digest = _add_file(tar, member, path)
+                entry.update({"type": "file", "size": member.size, "sha256": digest})
+            elif stat.S_ISDIR(info.st_mode):
+                member.type = tarfile.DIRTYPE
+                tar.addfile(member)
+                entry["type"] = "dir"
+            elif stat.S_ISLNK(info.st_mode):
+                member.type = tarfile.SYMTYPE
+                member.linkname = os.readlink(path)
+                tar.addfile(member)
+                entry.update({"type": "symlink", "target": member.linkname})
+            else:
+                if warnings is not None:
+                    warnings.append(f"{relative}: skipped, a {_special_kind(info.st_mode)} is not backed up")
+                continue
+            files.append(entry)
+
+
+class FolderSource(Source):
+    kind = "folder"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config.settings["path"]).expanduser()
+
+    @property
+    def excludes(self) -> list[str]:
+        return list(self.config.settings.get("exclude", []))
+
+    def describe(self) -> str:
+        extra = f" (excluding {', '.join(self.excludes)})" if self.excludes else ""
+        return f"folder {self.root}{extra}"
+
+    def preflight(self) -> None:
+        if not self.root.is_dir():
+            raise SourceError(
+                f"Folder source '{self.name}': {self.root} is not a directory.",
+                hint="Check the path, or remove the source with `drgui source remove`.",
+            )
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise SourceError(f"Folder source '{self.name}': {self.root} is not readable.")
+
+    def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
+        files: list[dict[str, Any]] = []
+        yield from tar_part_stream(
+            "files.tar.zst",
+            f"Folder source '{self.name}'",
+            lambda out: write_tar(
+                self.root, self.excludes, out, files, ctx.cancel, ctx.warnings, ctx.never_capture
+            ),
+        )
+        ctx.manifest.update(
+            {
+                "path": str(self.root),
+                "files": files,
+                "file_count": sum(1 for f in files if f["type"] == "file"),
+                "bytes": sum(f.get("size", 0) for f in files),
+            }
+        )

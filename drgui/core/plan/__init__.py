@@ -1,0 +1,1 @@
+"""The plan: its config, secrets, home, workspace and the run lock."""
