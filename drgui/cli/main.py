@@ -16,6 +16,7 @@ from drgui.cli.output import Output
 from drgui.core.engine.scratch import sweep_at_start
 from drgui.core.errors import EXIT_FAILED, EXIT_USAGE, DrguiError
 from drgui.core.plan.secrets import redact
+from drgui.core.plan.secretsdir import SECRETS_DIR_ENV
 
 DEBUG_ENV = "DRGUI_DEBUG"
 
@@ -38,6 +39,7 @@ COMMAND_MODULES = (
     "kit",
     "checklist",
     "notify",
+    "secrets",
 )
 
 
@@ -66,6 +68,13 @@ def common_options() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="one JSON document on stdout; human text on stderr",
     )
+    common.add_argument(
+        "--secrets-dir",
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help="read and store secrets in this private directory (0700, files 0600) instead of a keyring: "
+        "for a headless server (default: $DRGUI_SECRETS_DIR)",
+    )
     return common
 
 
@@ -74,7 +83,7 @@ def _wanted_commands(argv: Sequence[str] | None) -> tuple[str, ...]:
     against bare pg_dump); --help, --version and unknown words get every command."""
     words = list(sys.argv[1:] if argv is None else argv)
     for index, word in enumerate(words):
-        if word.startswith("-") or (index and words[index - 1] == "--home"):
+        if word.startswith("-") or (index and words[index - 1] in ("--home", "--secrets-dir")):
             continue
         name = word.replace("-", "_")
         return (name,) if name in COMMAND_MODULES else COMMAND_MODULES
@@ -125,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(Output(wants_json), usage, "drgui: error: no command given", EXIT_USAGE)
     args.home = getattr(args, "home", None)
     args.json = getattr(args, "json", False)
+    if getattr(args, "secrets_dir", None):  # the one channel to core and to child drgui processes
+        os.environ[SECRETS_DIR_ENV] = os.path.abspath(os.path.expanduser(args.secrets_dir))
     out = Output(args.json)
     sweep_at_start(args.home)  # decrypted dumps and pgpass files a killed drgui left behind
     try:

@@ -24,6 +24,7 @@ import keyring.backend
 import keyring.errors
 
 from drgui.core.errors import EnvironmentNotReady, KeyringLocked, UsageError
+from drgui.core.plan import secretsdir
 
 SERVICE = "drgui"
 BACKEND_ENV = "PYTHON_KEYRING_BACKEND"
@@ -123,6 +124,13 @@ def chosen_backend() -> keyring.backend.KeyringBackend | None:
 
 
 def backend_status() -> BackendStatus:
+    directory = secretsdir.configured()
+    if directory is not None:  # a headless server: no keyring is consulted at all
+        try:
+            directory.check()
+        except EnvironmentNotReady as error:
+            return BackendStatus(directory.description, False, False, error.message)
+        return BackendStatus(directory.description, True, False, None)
     try:
         backend = _configured_keyring()
     except EnvironmentNotReady as error:
@@ -147,7 +155,11 @@ def backend_status() -> BackendStatus:
 
 
 def require_keyring() -> BackendStatus:
-    """Raise EnvironmentNotReady (exit 3) unless a real, unlocked keyring is active."""
+    """Raise EnvironmentNotReady (exit 3) unless a real, unlocked keyring (or a secrets directory) is active."""
+    directory = secretsdir.configured()
+    if directory is not None:
+        directory.check()
+        return BackendStatus(directory.description, True, False, None)
     _configured_keyring()  # a backend that cannot be loaded: its own message and fix
     status = backend_status()
     if not status.usable:
@@ -182,13 +194,15 @@ DEST_SECRET_FIELDS = ("access_key_id", "secret_access_key")
 
 
 class SecretStore:
-    """The keyring entries of one plan in one home."""
+    """The keyring entries of one plan in one home (or, on a headless server, its secrets directory:
+    `secretsdir`; then the keyring is never touched)."""
 
     def __init__(self, plan_id: str, home_id: str) -> None:
         self.plan_id = plan_id
         self.home_id = home_id
         self._backend: keyring.backend.KeyringBackend | None = None
         self._cache: dict[str, str | None] = {}  # each D-Bus round trip costs ~50 ms
+        self._directory = secretsdir.configured()
 
     def _ensure(self) -> keyring.backend.KeyringBackend:
         if self._backend is None:
@@ -199,6 +213,9 @@ class SecretStore:
 
     def ensure_ready(self) -> None:
         """Refuse plaintext, null, fail and locked keyrings (exit 3) before any work starts."""
+        if self._directory is not None:
+            self._directory.check()
+            return
         self._ensure()
 
     def username(self, kind: str, name: str, field: str) -> str:
@@ -207,6 +224,8 @@ class SecretStore:
     def adopt_legacy(self, entries: list[tuple[str, str, str]]) -> int:
         """Copy the entries a home made before home ids stored under '<plan>/<kind>/<name>/<field>' to this
         home's names (those not set yet). The legacy entries stay: another legacy home may share them."""
+        if self._directory is not None:
+            return 0
         backend = self._ensure()
         copied = 0
         for kind, name, field in entries:
@@ -221,9 +240,12 @@ class SecretStore:
         return copied
 
     def set(self, kind: str, name: str, field: str, value: str) -> None:
-        backend = self._ensure()
         remember(value)
         self._cache.pop(self.username(kind, name, field), None)
+        if self._directory is not None:
+            self._directory.set(kind, name, field, value)
+            return
+        backend = self._ensure()
         try:
             backend.set_password(SERVICE, self.username(kind, name, field), value)
         except keyring.errors.KeyringError as error:
@@ -236,6 +258,11 @@ class SecretStore:
         username = self.username(kind, name, field)
         if username in self._cache:
             return self._cache[username]
+        if self._directory is not None:
+            value = self._directory.get(kind, name, field)
+            remember(value)
+            self._cache[username] = value
+            return value
         backend = self._ensure()
         try:
             value = backend.get_password(SERVICE, username)
@@ -251,8 +278,11 @@ class SecretStore:
         return value
 
     def delete(self, kind: str, name: str, field: str) -> None:
-        backend = self._ensure()
         self._cache.pop(self.username(kind, name, field), None)
+        if self._directory is not None:
+            self._directory.delete(kind, name, field)
+            return
+        backend = self._ensure()
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             backend.delete_password(SERVICE, self.username(kind, name, field))
 

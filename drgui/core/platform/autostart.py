@@ -245,6 +245,47 @@ def render_templates(executable: str = PLACEHOLDER_EXECUTABLE, home: Path | None
     return texts
 
 
+_SERVER_SERVICE = Template("""\
+[Unit]
+Description=drgui: run the backups and restore tests that are due (headless server, user $user)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+User=$user
+ExecStart=$exec_run_due
+$credentials
+Nice=10
+IOSchedulingClass=best-effort
+IOSchedulingPriority=7
+NoNewPrivileges=true
+PrivateTmp=true
+""")
+
+
+def render_server_units(
+    executable: str, home: Path, user: str, credentials: Sequence[tuple[str, Path]]
+) -> dict[str, str]:
+    """System units for a headless server (`/etc/systemd/system/`): `run-due` every 15 minutes as `user`
+    (the database cluster's OS user), with every sealed secret loaded by systemd
+    (`LoadCredentialEncrypted=`) into `$CREDENTIALS_DIRECTORY`, where drgui reads it: no keyring."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_.-]*[$]?", user):
+        raise UsageError(
+            f"'{user}' is not a user name systemd accepts.", hint="Give the OS user, e.g. postgres."
+        )
+    run_due = [_check_text(executable), *RUN_DUE_ARGS, "--home", _check_text(str(Path(home).absolute()))]
+    lines = [
+        f"LoadCredentialEncrypted={name}:{_check_text(str(path.absolute()))}" for name, path in credentials
+    ]
+    return {
+        "drgui-run-due.service": _SERVER_SERVICE.substitute(
+            user=user, exec_run_due=_systemd_exec(run_due), credentials="\n".join(lines)
+        ),
+        TIMER_UNIT: _SYSTEMD_TIMER.substitute(),
+    }
+
+
 def encode_packaging_file(name: str, text: str) -> bytes:
     """The bytes a packaging file is stored as: UTF-16 for Task Scheduler XML, UTF-8 otherwise."""
     return text.encode("utf-16" if name.startswith("windows/") else "utf-8")
