@@ -255,3 +255,26 @@ def test_history_shows_no_traceback_and_csv_export(backed_up: Plan, tmp_path: Pa
     data = ok(backed_up.cli("--json", "history", "--verify")).json()
     assert data["ok"] and data["unreachable"] == ["local"], data
     assert any("not reachable now" in n for n in data["notes"]), data
+
+
+def test_deleted_inserted_runs_and_a_deleted_middle_record_are_found(tmp_path: Path) -> None:
+    history = History(tmp_path / "history.sqlite", identity=lambda: IDENTITY)
+    failed_run = history.start_run("backup")
+    history.finish_run(failed_run, "failed", detail={"error": "disk full"})
+    drill = history.start_run("drill")
+    history.finish_run(drill, "ok")
+    history.append_event("settings.schedule", {"backup": "daily"})
+    assert history.verify_chain() == []
+    sql(history.path, "DELETE FROM runs WHERE id = ?", (failed_run,))
+    sql(
+        history.path,
+        "INSERT INTO runs(kind, started, status) VALUES ('backup', '2026-01-01T00:00:00+00:00', 'ok')",
+    )
+    problems = [p.problem for p in history.verify_chain()]
+    assert any(f"run #{failed_run} (backup" in p and "deleted from the runs table" in p for p in problems), (
+        problems
+    )
+    assert any("is not in the audit chain" in p for p in problems), problems
+    sql(history.path, "DELETE FROM chain WHERE seq = 3")
+    problems = [p.problem for p in history.verify_chain()]
+    assert any("record #3 is missing" in p for p in problems), problems

@@ -61,3 +61,17 @@ def test_history_page_lists_filters_verifies_and_exports(qtbot, gui_app, tmp_pat
     page.export_to(target)
     qtbot.waitUntil(lambda: "records written" in page.message.text(), timeout=30_000)
     assert target.read_text().splitlines()[0] == "seq,time,kind,data,prev_mac,mac"
+
+
+def test_screenshot_of_the_history_page_with_runs(qtbot, files_ws, tmp_path: Path) -> None:
+    from PySide6.QtGui import QImage
+
+    from drgui.cli.cmd_gui import PAGES
+    from drgui.gui.app import run_app
+
+    assert "history" in PAGES  # `drgui gui --page history --screenshot FILE`
+    run_backup(files_ws)
+    png = tmp_path / "history.png"
+    assert run_app(files_ws.home, page="history", screenshot=png, tray=False) == 0
+    image = QImage(str(png))
+    assert not image.isNull() and image.width() >= 800

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from drgui.core.engine.fsutil import atomic_write_text, atomic_writer
+from drgui.core.engine.fsutil import atomic_writer
 from drgui.core.plan.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class History:
         self._find_anchor = find_anchor
         self._key: bytes | None = None
         self._start: dict[str, Any] | None = None  # what the first record of an empty log says
+        self._started = False  # the log has records (checked once per object: no query per write)
         self._checked = False
         self.moved_aside: Path | None = None  # set when this object moved a damaged file aside
 
@@ -278,6 +279,7 @@ class History:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
         self.moved_aside = aside
+        self._started = False
         message = (
             f"The history file was damaged and could not be read; it was kept as {aside.name} "
             "and a new history was started. Backups go on as before. "
@@ -518,9 +520,11 @@ class History:
     def _prepare_chain(self) -> None:
         """Before the first record of an empty log: find what it continues (outside any transaction,
         since asking the destinations may take a while)."""
+        if self._started or self._start is not None:
+            return
         with self._connect() as conn:
-            empty = conn.execute("SELECT 1 FROM chain LIMIT 1").fetchone() is None
-        if not empty or self._start is not None:
+            self._started = conn.execute("SELECT 1 FROM chain LIMIT 1").fetchone() is not None
+        if self._started:
             return
         head = self.read_head_file()
         anchor = None
@@ -588,8 +592,13 @@ class History:
         return head
 
     def _write_head(self, head: Head) -> None:
-        with contextlib.suppress(OSError):  # the head file is a second witness, never a reason to fail
-            atomic_write_text(self.head_path, json.dumps(head.to_json()) + "\n", 0o600)
+        """Replace the head file (atomically, without fsync: it is a second witness beside the log, which
+        SQLite makes durable; after a power cut it may lag behind the log, never run ahead of it)."""
+        temp = self.head_path.with_name(f".{HEAD_FILE}.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):  # never a reason for a write to the history to fail
+            temp.write_text(json.dumps(head.to_json()) + "\n", "utf-8")
+            os.chmod(temp, 0o600)
+            os.replace(temp, self.head_path)
 
     def _seal(self, conn: sqlite3.Connection) -> int:
         """MAC the pending records in order (they were written while the key was unavailable)."""
@@ -716,7 +725,9 @@ class History:
                 prev = mac
             data = _data(text)
             if kind == REBUILD_KIND:
-                check.acknowledged_to = max(check.acknowledged_to, int(data.get("acknowledged_to") or 0))
+                acknowledged = data.get("acknowledged_to")
+                if isinstance(acknowledged, int) and mac is not None:  # only a sealed record acknowledges
+                    check.acknowledged_to = max(check.acknowledged_to, acknowledged)
             row = data.get("row")
             if isinstance(row, dict) and isinstance(row.get("id"), int):
                 chained_runs[int(row["id"])] = row
@@ -753,7 +764,8 @@ class History:
                 ChainProblem(
                     check.last.seq + 1,
                     f"{missing} record{'s' if missing != 1 else ''} missing at the end: the log ends at "
-                    f"#{check.last.seq}, its head file says #{head.seq} (written {head.time})",
+                    f"#{check.last.seq}, its head file says #{head.seq} (written {head.time})"
+                    + (f"; missing since {check.last.time}" if check.last.time else ""),
                     check.last.time,
                 )
             )
@@ -812,10 +824,10 @@ def _text(data: dict[str, Any]) -> str:
     return redact(json.dumps(data, sort_keys=True, default=str, ensure_ascii=True))
 
 
-def _data(text: str) -> dict[str, Any]:
+def _data(text: str | None) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):  # a record edited into something that is not JSON text
         return {}
     return value if isinstance(value, dict) else {}
 
