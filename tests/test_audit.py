@@ -278,3 +278,14 @@ def test_deleted_inserted_runs_and_a_deleted_middle_record_are_found(tmp_path: P
     sql(history.path, "DELETE FROM chain WHERE seq = 3")
     problems = [p.problem for p in history.verify_chain()]
     assert any("record #3 is missing" in p for p in problems), problems
+
+
+def test_verify_without_the_key_is_environment_not_ready(backed_up: Plan) -> None:
+    from drgui.core.plan.workspace import IDENTITY_KEY
+
+    ws = Workspace(Home.resolve(backed_up.home))
+    ws.store.delete(*IDENTITY_KEY)
+    ws.history.append_event("test.pending", {"note": "written while the key is gone"})
+    result = backed_up.cli("--json", "history", "--verify")
+    assert result.code == 3 and "Traceback" not in result.stderr, str(result)
+    assert "private key" in result.json()["error"], result.stdout

@@ -419,39 +419,41 @@ class History:
                 return run
         return None
 
-    def _interrupt(self, where: str, params: tuple[Any, ...]) -> None:
-        with self._connect() as conn:
-            if (
-                conn.execute(
-                    f"SELECT 1 FROM runs WHERE status='running' AND {where} LIMIT 1", params
-                ).fetchone()
-                is None
-            ):
-                return  # nothing to change: no write, no key needed
+    def _interrupt(self, run_ids: list[int]) -> None:
+        """Mark these runs 'interrupted' (those still 'running'), each change a record of the chain."""
+        if not run_ids:
+            return  # nothing to change: no write, no key needed
         self._prepare_chain()
         with self._connect() as conn, self._transaction(conn):
-            rows = conn.execute(
-                f"SELECT id, pid FROM runs WHERE status='running' AND {where}", params
-            ).fetchall()
-            for run_id, pid in rows:
-                if where != "1" and pid is not None and _process_alive(int(pid)):
-                    continue
-                conn.execute(
-                    "UPDATE runs SET status='interrupted', finished=? WHERE id=?", (now_iso(), run_id)
-                )
-                self._append(conn, "run.interrupted", {"run": run_id, "row": self._run_row(conn, run_id)})
+            for run_id in run_ids:
+                changed = conn.execute(
+                    "UPDATE runs SET status='interrupted', finished=? WHERE id=? AND status='running'",
+                    (now_iso(), run_id),
+                ).rowcount
+                if changed:
+                    self._append(conn, "run.interrupted", {"run": run_id, "row": self._run_row(conn, run_id)})
+
+    def _running(self) -> list[tuple[int, int | None, str | None]]:
+        with self._connect() as conn:
+            return [
+                (int(r[0]), r[1], r[2])
+                for r in conn.execute("SELECT id, pid, host FROM runs WHERE status='running'").fetchall()
+            ]
 
     def mark_interrupted(self) -> None:
         """Runs left 'running' by a crashed process (called while holding the home lock)."""
-        self._interrupt("1", ())
+        self._interrupt([run_id for run_id, _, _ in self._running()])
 
     def mark_dead_runs(self) -> None:
         """Runs 'running' whose process on this machine is gone (killed, crashed) become 'interrupted'."""
         host = socket.gethostname()
-        with self._connect() as conn:
-            rows = conn.execute("SELECT pid FROM runs WHERE status='running' AND host=?", (host,)).fetchall()
-        if any(pid is not None and not _process_alive(int(pid)) for (pid,) in rows):
-            self._interrupt("host=? AND pid IS NOT NULL", (host,))
+        self._interrupt(
+            [
+                run_id
+                for run_id, pid, run_host in self._running()
+                if run_host == host and pid is not None and not _process_alive(int(pid))
+            ]
+        )
 
     # --- upload queue --------------------------------------------------------------------------
     def enqueue(self, snapshot_id: str, destination: str, error: str, *, attempt: bool = True) -> None:
