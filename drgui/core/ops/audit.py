@@ -141,11 +141,25 @@ def _words(problem: ChainProblem) -> str:
 
 
 def verify(ws: Workspace) -> VerifyResult:
-    key = _key(ws)
-    history = ws.history
-    check = history.verify_local(key)
+    """The local chain (with the key), then the newest anchors of every reachable destination and report."""
+    check = ws.history.verify_local(_key(ws))
     result = VerifyResult(False, check.records, check.first_seq, check.last.seq, check.pending)
     result.problems = _summarise_local(check)
+    result.anchors = _collect_anchors(ws, result)
+    _judge_start(check, result)
+    _judge_anchors(check, result)
+    if check.pending:
+        result.notes.append(
+            f"{check.pending} records wait for the key (written while the keyring was locked)"
+        )
+    if result.unreachable:
+        result.notes.append(f"not reachable now, so not compared: {', '.join(result.unreachable)}")
+    result.ok = not result.problems
+    _remember(ws, result)
+    return result
+
+
+def _collect_anchors(ws: Workspace, result: VerifyResult) -> list[Anchor]:
     anchors: list[Anchor] = []
     for dest in ws.destinations():
         found, listed = destination_anchors(dest)
@@ -155,17 +169,24 @@ def verify(ws: Workspace) -> VerifyResult:
             result.unreachable.append(dest.name)
         anchors += found
     anchors += drill_anchors(ws)
-    result.anchors = anchors
+    return anchors
+
+
+def _judge_start(check: LocalCheck, result: VerifyResult) -> None:
+    """What the log's first record says: restarted after a loss (a problem until rebuilt), or new here."""
     start = check.start or {}
     continues = Head.from_json(start.get("continues"))
-    before = (
-        check.first_seq - 1 if check.records else 0
-    )  # records this log does not hold (its start links there)
+    before = check.first_seq - 1 if check.records else 0  # records before this log (its start links there)
     if start.get("reason") in ("missing", "damaged") and check.acknowledged_to < before:
         aside = f", kept as {check.moved_aside}" if check.moved_aside else ""
         result.problems.append(
             f"the history file was {start['reason']}{aside}: records #1 to #{before} are not in this log, "
             f"which was restarted at {check.times.get(check.first_seq, '')}; run `drgui history --rebuild`"
+        )
+    elif start.get("reason") in ("missing", "damaged") and before > 0:
+        result.notes.append(
+            f"records #1 to #{before} were lost when the history file was {start['reason']} "
+            f"(the log restarted at {check.times.get(check.first_seq, '')}); `history --rebuild` recorded it"
         )
     elif start.get("reason") == "new" and before > 0:
         result.notes.append(
@@ -176,6 +197,12 @@ def verify(ws: Workspace) -> VerifyResult:
     if check.records == 0:
         aside = f" (the damaged one was kept as {check.moved_aside})" if check.moved_aside else ""
         result.problems.insert(0, f"history.sqlite holds no audit records{aside}")
+
+
+def _judge_anchors(check: LocalCheck, result: VerifyResult) -> None:
+    """Each anchor against the local log: present with its MAC, or missing (and how many, since when)."""
+    start = check.start or {}
+    anchors = result.anchors
     missing_at_end: dict[int, Anchor] = {}
     for anchor in anchors:
         seq = anchor.head.seq
@@ -197,22 +224,18 @@ def verify(ws: Workspace) -> VerifyResult:
     if missing_at_end:
         seq = max(missing_at_end)
         anchor = missing_at_end[seq]
-        count = seq - check.last.seq if seq > check.last.seq else seq
-        since = check.last.time or anchor.head.time
-        result.problems.append(
-            f"{count} record{'s' if count != 1 else ''} missing: {anchor.where} anchors record #{seq} "
-            f"(written {anchor.head.time}), the log holds {_range(check)}"
-            + (f"; missing since {since}" if since else "")
-        )
-    if check.pending:
-        result.notes.append(
-            f"{check.pending} records wait for the key (written while the keyring was locked)"
-        )
-    if result.unreachable:
-        result.notes.append(f"not reachable now, so not compared: {', '.join(result.unreachable)}")
-    result.ok = not result.problems
-    _remember(ws, result)
-    return result
+        if check.records and seq < check.first_seq:  # before this log began: lost with the old file
+            result.problems.append(
+                f"{anchor.where} anchors record #{seq} (written {anchor.head.time}), which this log does not "
+                f"hold: it begins at #{check.first_seq}"
+            )
+        else:
+            count = seq - check.last.seq
+            since = f"; missing since {check.last.time}" if check.last.time else ""
+            result.problems.append(
+                f"{count} record{'s' if count != 1 else ''} missing: {anchor.where} anchors record #{seq} "
+                f"(written {anchor.head.time}), the log holds {_range(check)}{since}"
+            )
 
 
 def _range(check: LocalCheck) -> str:
