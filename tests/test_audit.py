@@ -289,3 +289,34 @@ def test_verify_without_the_key_is_environment_not_ready(backed_up: Plan) -> Non
     result = backed_up.cli("--json", "history", "--verify")
     assert result.code == 3 and "Traceback" not in result.stderr, str(result)
     assert "private key" in result.json()["error"], result.stdout
+
+
+def test_a_history_from_before_the_keyed_chain_is_adopted(tmp_path: Path) -> None:
+    """A home written by the previous drgui (runs, and the unkeyed `events` chain) keeps its runs, now
+    covered by the keyed chain from its first write on."""
+    path = tmp_path / "history.sqlite"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, started TEXT NOT NULL, "
+            "finished TEXT, status TEXT NOT NULL, snapshot_id TEXT, target TEXT, detail TEXT NOT NULL DEFAULT '{}')"
+        )
+        conn.execute(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY, time TEXT, kind TEXT, data TEXT, prev_hash TEXT, hash TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO runs(kind, started, status) VALUES ('backup', '2026-01-01T00:00:00+00:00', 'ok')"
+        )
+        conn.execute(
+            "INSERT INTO events VALUES (1, '2026-01-01T00:00:00+00:00', 'backup.ok', '{}', ?, 'ab')",
+            ("0" * 64,),
+        )
+    conn.close()
+    history = History(path, identity=lambda: IDENTITY)
+    history.append_event("settings.schedule", {})
+    assert history.verify_chain() == []
+    [start] = [e for e in history.events() if e["kind"] == "audit.start"]
+    assert start["data"]["legacy_events"] == 1 and start["data"]["legacy_head"] == "ab"
+    assert [r.status for r in history.runs("backup")] == ["ok"]
+    sql(path, "UPDATE runs SET status = 'failed'")
+    assert any("was edited" in p.problem for p in history.verify_chain())
