@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from pyrage import x25519
 
 from drgui.core.engine.crypto import (
     armor,
@@ -180,8 +181,11 @@ def test_strong_passphrases_pass(passphrase: str) -> None:
     assert passphrase_problem(passphrase) is None
 
 
+HISTORY_IDENTITY = str(x25519.Identity.generate())
+
+
 def _history(tmp_path: Path, count: int = 5) -> History:
-    history = History(tmp_path / "history.sqlite")
+    history = History(tmp_path / "history.sqlite", identity=lambda: HISTORY_IDENTITY)
     for number in range(count):
         history.append_event("test.event", {"number": number})
     assert history.verify_chain() == []
@@ -196,33 +200,31 @@ def _sql(history: History, statement: str, params: tuple = ()) -> None:
 
 def test_history_chain_detects_an_edit(tmp_path: Path) -> None:
     history = _history(tmp_path)
-    _sql(history, "UPDATE events SET data = ? WHERE seq = 3", (json.dumps({"number": 99}),))
+    _sql(history, "UPDATE chain SET data = ? WHERE seq = 3", (json.dumps({"number": 99}),))
     problems = history.verify_chain()
-    assert [p.seq for p in problems] == [3] and "edited" in problems[0].problem
+    assert [p.seq for p in problems] == [3] and "key check" in problems[0].problem
 
 
 def test_history_chain_detects_a_deletion(tmp_path: Path) -> None:
     history = _history(tmp_path)
-    _sql(history, "DELETE FROM events WHERE seq = 2")
+    _sql(history, "DELETE FROM chain WHERE seq = 2")
     problems = history.verify_chain()
     assert problems and problems[0].seq == 3
 
 
-def test_history_chain_detects_a_deleted_tail_record_only_by_count(tmp_path: Path) -> None:
+def test_history_chain_detects_a_deleted_first_record(tmp_path: Path) -> None:
     history = _history(tmp_path)
-    _sql(history, "DELETE FROM events WHERE seq = 1")
+    _sql(history, "DELETE FROM chain WHERE seq = 1")
     assert history.verify_chain()[0].seq == 2
 
 
 def test_history_chain_detects_a_reorder(tmp_path: Path) -> None:
     history = _history(tmp_path)
     with sqlite3.connect(history.path) as conn:
-        rows = {
-            r[0]: r[1:] for r in conn.execute("SELECT seq, time, kind, data, prev_hash, hash FROM events")
-        }
+        rows = {r[0]: r[1:] for r in conn.execute("SELECT seq, time, kind, data, prev_mac, mac FROM chain")}
         for seq, other in ((2, 4), (4, 2)):
             conn.execute(
-                "UPDATE events SET time=?, kind=?, data=?, prev_hash=?, hash=? WHERE seq=?",
+                "UPDATE chain SET time=?, kind=?, data=?, prev_mac=?, mac=? WHERE seq=?",
                 (*rows[other], seq),
             )
     conn.close()

@@ -1,17 +1,27 @@
-"""drgui history: runs and the tamper-evident audit log."""
+"""drgui history: runs; --verify the keyed audit chain against the destinations' anchors; --rebuild
+after a lost history; --csv for an auditor."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
+from drgui.core.errors import UsageError
+from drgui.core.ops import audit
 
 
 def register(sub, common) -> None:
     parser = add_command(
-        sub, common, "history", "show runs; --verify the audit chain; --csv for an auditor", run
+        sub, common, "history", "show runs; --verify the audit chain; --rebuild; --csv for an auditor", run
     )
-    parser.add_argument("--verify", action="store_true", help="check the hash chain of the audit log")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the keyed audit chain and the anchors at the destinations",
+    )
+    parser.add_argument(
+        "--rebuild", action="store_true", help="after a lost history: write back what the destinations prove"
+    )
     parser.add_argument("--csv", metavar="FILE", help="export the audit log as CSV")
     parser.add_argument("--limit", type=_positive, default=30, help="how many runs (default 30)")
 
@@ -25,23 +35,18 @@ def _positive(text: str) -> int:
 
 
 def run(args, out) -> int:
+    if sum(bool(x) for x in (args.verify, args.rebuild, args.csv)) > 1:
+        raise UsageError("Give one of --verify, --rebuild and --csv.")
     ws = workspace(args)
     history = ws.history
     if args.verify:
-        problems = history.verify_chain()
-        count = len(history.events())
-        data = {
-            "ok": not problems,
-            "records": count,
-            "problems": [{"seq": p.seq, "problem": p.problem} for p in problems],
-        }
-        human = (
-            f"Audit log intact: {count} records."
-            if not problems
-            else f"Audit log TAMPERED: first bad record is #{problems[0].seq}: {problems[0].problem}."
-        )
-        out.result(data, human)
-        return 0 if not problems else 1
+        result = audit.verify(ws)
+        out.result(result.to_json(), result.human())
+        return 0 if result.ok else 1
+    if args.rebuild:
+        rebuilt = audit.rebuild(ws)
+        out.result(rebuilt.to_json(), rebuilt.human())
+        return 0
     if args.csv:
         count = history.export_csv(Path(args.csv))
         out.result(

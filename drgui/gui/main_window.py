@@ -25,7 +25,7 @@ from drgui.gui.icons import icon
 from drgui.gui.logfile import log_dir
 from drgui.gui.widgets import STYLE, Banner
 
-PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "settings")
+PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "history", "settings")
 # At 800×600 every page fits: "Back up now" on screen, no sideways scrolling (checked by the tests).
 MIN_WIDTH, MIN_HEIGHT = 800, 600
 SIDEBAR_WIDTH = 180
@@ -36,12 +36,14 @@ PAGE_TITLES = {
     "snapshots": "Snapshots",
     "drills": "Restore tests",
     "checklists": "Checklists",
+    "history": "History",
     "settings": "Settings",
 }
 
 
 def build_page(name: str, controller: Controller) -> QWidget:
     from drgui.gui.pages import checklists, dashboard, destinations, drills, settings, snapshots, sources
+    from drgui.gui.pages.history import HistoryPage
 
     factories = {
         "dashboard": dashboard.DashboardPage,
@@ -50,6 +52,7 @@ def build_page(name: str, controller: Controller) -> QWidget:
         "snapshots": snapshots.SnapshotsPage,
         "drills": drills.DrillsPage,
         "checklists": checklists.ChecklistsPage,
+        "history": HistoryPage,
         "settings": settings.SettingsPage,
     }
     return factories[name](controller)

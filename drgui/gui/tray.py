@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
+from drgui.core.ops.audit import AUDIT_ALERT
 from drgui.gui.controller import Controller
 from drgui.gui.icons import tray_icon
 from drgui.gui.main_window import MainWindow
@@ -114,6 +115,7 @@ class Tray(QObject):
         self.state = ""
         self.set_state("due")
         controller.state_changed.connect(self.set_state)
+        controller.status_changed.connect(self._on_status)  # e.g. a failed audit log check, same state
         self.notifier = DesktopNotifier(parent=self)
         self.notifier.failed.connect(self.show_balloon)
         self.notifier.action_invoked.connect(self.on_notification_action)
@@ -139,7 +141,13 @@ class Tray(QObject):
         if state == "partial" and status is not None:
             missing = [f"{s.name} ({s.last_error})" for s in status.sources if s.last_error]
             tip += ": not backed up: " + "; ".join(missing)
+        if status is not None:  # a failed audit log check (ops/alerts.py) is said here too
+            tip += "".join(f"\n{r}" for r in status.reasons if r.startswith(AUDIT_ALERT))
         self.icon.setToolTip(tip)
+
+    @Slot(object)
+    def _on_status(self, _status) -> None:
+        self.set_state(self.state)
 
     @Slot(object)
     def show_reminder(self, reminder: Reminder) -> None:

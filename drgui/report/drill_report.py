@@ -161,6 +161,10 @@ def render_html(result: DrillResult, *, for_pdf: bool = False) -> str:
     ]
     if result.signed_by:
         facts.append(("Signed off by", result.signed_by))
+    if result.audit and result.audit.get("mac"):  # the chain head this report anchors (docs/audit.md)
+        facts.append(
+            ("Audit log anchor", f"record #{result.audit['seq']}, MAC {str(result.audit['mac'])[:16]}…")
+        )
     fact_rows = "".join(f'<tr><td width="30%"><b>{_e(k)}</b></td><td>{_e(v)}</td></tr>' for k, v in facts)
     sections = []
     for step, title in STEP_TITLES.items():

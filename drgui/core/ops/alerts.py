@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from drgui.core.ops.audit import failed_verification
 from drgui.core.ops.history import Run
 from drgui.core.plan.workspace import Workspace
 
@@ -21,7 +22,7 @@ SUCCESS = ("ok", "partial")  # a partial backup is complete on at least one dest
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "stale" or "size_change"
+    kind: str  # "stale", "size_change" or "audit" (the last `history --verify` failed)
     source: str
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -91,4 +92,7 @@ def compute_alerts(ws: Workspace, now: datetime) -> list[Alert]:
                         {"previous": previous, "current": current, "percent": round(change, 1)},
                     )
                 )
+    audit_failure = failed_verification(ws)
+    if audit_failure:
+        alerts.append(Alert("audit", "", audit_failure))
     return alerts

@@ -427,6 +427,7 @@ def write_snapshot(
             },
             extra={"failed_sources": failed} if failed else {},
         )
+        index.extra["audit"] = ws.history.anchor()  # the audit chain's head: see ops/anchors.py
         cancel.check()
         writer.commit(index)
     except BaseException:

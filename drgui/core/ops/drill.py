@@ -111,6 +111,7 @@ class DrillResult:
     report_pdf: str | None = None
     run_id: int | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
+    audit: dict[str, Any] | None = None  # the audit chain's head when the report was saved (ops/anchors.py)
 
     @property
     def ok(self) -> bool:
@@ -759,6 +760,7 @@ def save_report(ws: Workspace, result: DrillResult, write: ReportWriter) -> None
     folder.mkdir(parents=True, exist_ok=True)
     html_path, pdf_path = folder / "report.html", folder / "report.pdf"
     result.report_html, result.report_pdf = str(html_path), str(pdf_path)
+    result.audit = ws.history.anchor()
     write(result, html_path, pdf_path)
     atomic_write_text(folder / "drill.json", json.dumps(result.to_dict(), indent=1, default=str), 0o644)
     for snapshot_id, reason in ws.history.pinned().items():

@@ -287,6 +287,9 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
         if alert.kind == "size_change":  # staleness is already a source's RPO state above
             score -= 5
             reasons.append(alert.message)
+        elif alert.kind == "audit":  # the audit log does not match what the destinations prove
+            score -= 20
+            reasons.insert(0, alert.message)
 
     try:
         next_times = _next_times(ws, now, local)

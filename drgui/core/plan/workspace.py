@@ -11,8 +11,8 @@ from drgui.core.engine.destinations.registry import open_destination
 from drgui.core.engine.snapshot import IDENTITY_FILE
 from drgui.core.engine.sources.base import Source
 from drgui.core.engine.sources.registry import open_source
-from drgui.core.errors import EnvironmentNotReady
-from drgui.core.ops.history import History
+from drgui.core.errors import DrguiError, EnvironmentNotReady
+from drgui.core.ops.history import Head, History
 from drgui.core.plan import config as config_module
 from drgui.core.plan.config import Plan
 from drgui.core.plan.home import Home
@@ -66,7 +66,23 @@ class Workspace:
 
     @cached_property
     def history(self) -> History:
-        return History(self.home.history_path)
+        """The history, its chain keyed with the plan's identity; a new log links to the newest anchor."""
+        return History(self.home.history_path, identity=self._audit_identity, find_anchor=self._newest_anchor)
+
+    def _audit_identity(self) -> str | None:
+        """The identity for the audit chain's key, or None when it cannot be read now (records wait)."""
+        try:
+            return self.identity()
+        except DrguiError:
+            return None
+
+    def _newest_anchor(self) -> tuple[Head, str] | None:
+        from drgui.core.ops.anchors import newest_anchor
+
+        try:
+            return newest_anchor(self.destinations())
+        except DrguiError:  # a destination that cannot be opened never stops a write to the history
+            return None
 
     @property
     def wrapped_identity_path(self) -> Path:
