@@ -308,6 +308,15 @@ def test_dest_test_and_status_say_which_key_can_delete(new_plan, iam_s3: IamS3) 
     human = said.stdout + said.stderr
     assert "A stolen laptop could not delete your offsite backups at 'wo'" in human
     assert "A stolen laptop could delete your offsite backups at 'full'" in human
+    # The app's Settings shows both keys, the Object Lock and the same answer.
+    pytest.importorskip("PySide6")
+    from drgui.gui.pages.settings import offsite_text
+
+    settings_text = offsite_text(Workspace(Home(plan.home)))
+    assert "<b>stored</b>: everyday key keyring; prune key stored on this machine" in settings_text
+    assert "Object Lock compliance, 374 days" in settings_text
+    assert "prune key not on this machine" in settings_text
+    assert "A stolen laptop could delete your offsite backups at 'full'" in settings_text
 
 
 def test_mode_on_a_bucket_without_object_lock_is_refused(new_plan, iam_s3: IamS3) -> None:
