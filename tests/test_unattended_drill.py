@@ -138,3 +138,20 @@ def test_unattended_can_be_turned_off_and_bad_time_is_usage(new_plan) -> None:
     data = ok(plan.cli("--json", "run-due", "--at", next_drill_night())).json()
     assert data["drill"]["enabled"] is False and "result" not in data["drill"]
     assert drill_runs(plan) == []
+
+
+def test_a_drill_that_cannot_start_is_said_once_per_slot(new_plan) -> None:
+    plan: Plan = new_plan()  # no source, no snapshot
+    ws = Workspace(Home(plan.home))
+    ws.plan.created = (datetime.now(UTC) - timedelta(days=40)).isoformat()  # a drill slot has passed since
+    ws.plan.schedule["backup"] = "FREQ=DAILY;BYHOUR=2;BYMINUTE=0;BYSECOND=0;UNTIL=20010105"
+    ws.save()
+    first = plan.cli("--json", "run-due")
+    assert first.code == 1, str(first)
+    assert first.json()["drill"]["due"] is True and first.json()["drill"]["error"]
+    again = ok(plan.cli("--json", "run-due")).json()["drill"]
+    assert again["due"] is False and "error" not in again
+    events = [
+        e for e in Workspace(Home(plan.home)).history.events() if e["kind"] == unattended.UNATTENDED_EVENT
+    ]
+    assert len(events) == 1 and events[0]["data"]["ok"] is False

@@ -46,9 +46,14 @@ def rule(ws: Workspace) -> str:
 
 
 def last_attempt(ws: Workspace) -> datetime | None:
-    """Start of the newest drill run of any outcome (a drill by hand after the slot covers it too)."""
+    """Start of the newest drill run of any outcome (a drill by hand after the slot covers it too), or of
+    an unattended drill that could not start (no snapshot yet...): one try per slot, not one per call."""
     runs = ws.history.runs("drill", limit=1)
-    return datetime.fromisoformat(runs[0].started) if runs else None
+    times = [datetime.fromisoformat(runs[0].started)] if runs else []
+    failed_starts = [e for e in ws.history.events() if e["kind"] == UNATTENDED_EVENT and "error" in e["data"]]
+    if failed_starts:
+        times.append(datetime.fromisoformat(failed_starts[-1]["time"]))
+    return max(times) if times else None
 
 
 def evaluate(ws: Workspace, now: datetime, tz: tzinfo, *, started_at: datetime | None = None) -> schedule.Due:
