@@ -3,6 +3,8 @@ schedule is due, records it, alerts while it failed, and never runs beside a bac
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -155,3 +157,69 @@ def test_a_drill_that_cannot_start_is_said_once_per_slot(new_plan) -> None:
         e for e in Workspace(Home(plan.home)).history.events() if e["kind"] == unattended.UNATTENDED_EVENT
     ]
     assert len(events) == 1 and events[0]["data"]["ok"] is False
+
+
+@pytest.fixture
+def notification_server(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real notification server (dunst on Xvfb) on this test session's private D-Bus bus."""
+    import os
+    import select
+    import shutil
+    import subprocess
+
+    from tests.support import need
+
+    for tool in ("Xvfb", "dunst", "dunstctl"):
+        need(shutil.which(tool) is not None, tool)
+    need(
+        bool(os.environ.get("DBUS_SESSION_BUS_ADDRESS")), "a D-Bus session bus (run under tools/with-keyring)"
+    )
+    read_end, write_end = os.pipe()
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write_end)
+    processes = [xvfb]
+    try:
+        number, deadline = b"", time.monotonic() + 30
+        while not number.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 1.0)
+            number += os.read(read_end, 16) if ready else b""
+        assert number.endswith(b"\n"), "Xvfb did not start"
+        env = {**os.environ, "DISPLAY": f":{int(number)}"}
+        rc = tmp_path / "dunstrc"
+        rc.write_text("[urgency_normal]\n    timeout = 0\n[urgency_low]\n    timeout = 0\n")
+        processes.append(
+            subprocess.Popen(
+                ["dunst", "-config", str(rc)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        deadline = time.monotonic() + 30
+        while subprocess.run(["dunstctl", "count", "displayed"], env=env, capture_output=True).returncode:
+            assert time.monotonic() < deadline, "dunst did not come up on the session bus"
+            time.sleep(0.1)
+        yield env
+    finally:
+        os.close(read_end)
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_the_result_is_a_desktop_notification(new_plan, notification_server: dict[str, str]) -> None:
+    import subprocess
+
+    plan = files_plan(new_plan)
+    data = ok(plan.cli("--json", "run-due", "--at", next_drill_night(), env=notification_server)).json()
+    assert data["drill"]["result"]["ok"] is True and data["drill"]["notified"] is True
+    shown = subprocess.run(
+        ["dunstctl", "count", "displayed"],
+        env=notification_server,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(shown.stdout) >= 1

@@ -11,7 +11,7 @@ backup that holds it makes the drill wait for the next call, and a backup starti
 
 The result goes where a drill's result always goes (the drill run in the history, the report under
 reports/<drill id>/, the dashboard's last drill, an alert while it failed) plus an event
-`drill.unattended` and a webhook message. The Sunday reminder then asks only for the manual part:
+`drill.unattended`, a webhook message and a desktop notification (platform/desktop_notify.py). The Sunday reminder then asks only for the manual part:
 `pending_signoff` says which drill waits for it and how many questions are left.
 """
 
@@ -26,6 +26,7 @@ from drgui.core.ops import notify
 from drgui.core.ops.drill import DrillResult, ReportWriter, load_result, run_drill
 from drgui.core.plan.lock import HomeLock, LockHeld
 from drgui.core.plan.workspace import Workspace
+from drgui.core.platform import desktop_notify
 from drgui.core.timing import schedule
 
 UNATTENDED_EVENT = "drill.unattended"
@@ -71,6 +72,7 @@ class UnattendedDrill:
     result: DrillResult | None = None
     skipped: str | None = None
     error: str | None = None
+    notified: bool = False  # a desktop notification server accepted the message
 
     @property
     def ran(self) -> bool:
@@ -98,6 +100,8 @@ class UnattendedDrill:
             data["skipped"] = self.skipped
         if self.error:
             data["error"] = self.error
+        if self.result is not None or self.error:
+            data["notified"] = self.notified
         if self.result is not None:
             data["result"] = self.result.to_json()
             data["questions_left"] = questions_left(self.result)
@@ -185,6 +189,8 @@ def run_if_due(
         text = f"The automatic restore test could not run: {outcome.error}"
     ws.history.append_event(UNATTENDED_EVENT, record)
     notify.notify(ws, text)
+    title = "Restore test passed" if outcome.ok else "Restore test FAILED"
+    outcome.notified = desktop_notify.send(f"{title} ({ws.plan.name})", text)
     return outcome
 
 
