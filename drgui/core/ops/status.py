@@ -14,7 +14,7 @@ from dateutil import tz as dateutil_tz
 
 from drgui.core.ops.alerts import compute_alerts
 from drgui.core.ops.history import Run
-from drgui.core.ops.offsite import add_to_status as offsite_exposure
+from drgui.core.ops.offsite import add_to_status as offsite_status
 from drgui.core.plan.workspace import Workspace
 
 RPO_WARNING_FRACTION = 0.75
@@ -290,7 +290,7 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
             score -= 5
             reasons.append(alert.message)
 
-    offsite, offsite_penalty = offsite_exposure(ws, reasons)
+    offsite, offsite_penalty = offsite_status(ws, reasons)
     score -= offsite_penalty
 
     try:
