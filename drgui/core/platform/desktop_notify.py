@@ -22,6 +22,7 @@ def send(summary: str, body: str) -> bool:
     try:
         from jeepney import DBusAddress, MessageType, new_method_call
         from jeepney.io.blocking import open_dbus_connection
+        from jeepney.low_level import MessageFlag
     except ImportError:
         return False
     address = DBusAddress(
@@ -31,6 +32,8 @@ def send(summary: str, body: str) -> bool:
     call = new_method_call(
         address, "Notify", "susssasa{sv}i", ("drgui", 0, "drgui", summary, body, [], hints, -1)
     )
+    # Only a server that already runs (the desktop's): a headless run must not start one on its own.
+    call.header.flags |= MessageFlag.no_auto_start
     try:
         with open_dbus_connection(bus="SESSION") as connection:
             reply = connection.send_and_get_reply(call, timeout=CALL_TIMEOUT)
