@@ -33,6 +33,21 @@ def register(sub, common) -> None:
     add.add_argument("--aws-profile")
     add.add_argument("--storage-class")
     add.add_argument("--sse", help="s3: server-side encryption (AES256 or aws:kms)")
+    add.add_argument(
+        "--object-lock-mode",
+        choices=["governance", "compliance", "off"],
+        help="s3: retention mode on a bucket with Object Lock (default governance when the bucket has it)",
+    )
+    add.add_argument(
+        "--object-lock-margin-days",
+        type=int,
+        metavar="DAYS",
+        help="s3: days of retention beyond what the retention policy keeps (default 7)",
+    )
+    add.add_argument(
+        "--prune-access-key-id", help="s3: the key prune deletes with (the everyday one need not)"
+    )
+    add.add_argument("--prune-secret-access-key-file", metavar="FILE")
     add.add_argument("--no-test", action="store_true", help="save without testing")
     add_command(actions, common, "list", "list destinations", run_list)
     rm = add_command(actions, common, "remove", "remove a destination (its snapshots stay)", run_remove)
@@ -57,13 +72,48 @@ def run_add(args, out) -> int:
         from drgui.core.engine.destinations.drive import drive_settings_from_args
 
         settings = drive_settings_from_args(args)
-    config = add_destination(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)
-    description = open_destination(config, ws.store).describe()
-    out.result(
-        {"ok": True, "name": args.name, "kind": args.kind, "description": description},
-        f"Destination '{args.name}' added: {description}.",
+    config = add_destination(
+        ws,
+        args.name,
+        args.kind,
+        settings,
+        secrets=secrets,
+        test=not args.no_test,
+        object_lock=getattr(args, "object_lock_mode", None) if args.kind == "s3" else None,
     )
+    dest = open_destination(config, ws.store)
+    description = dest.describe()
+    data = {"ok": True, "name": args.name, "kind": args.kind, "description": description}
+    human = [f"Destination '{args.name}' added: {description}."]
+    if args.kind == "s3" and not args.no_test:
+        data.update(_s3_keys(ws, dest, human))
+    out.result(data, "\n".join(human))
     return 0
+
+
+def _s3_keys(ws, dest, human: list[str]) -> dict:
+    """What each key can do (tried on a test object) and the Object Lock in use; recorded for the status."""
+    from drgui.core.ops.offsite import offsite_exposure, record_key_checks
+
+    reports = dest.last_probe or dest.probe_keys()
+    record_key_checks(ws, dest.name, reports)
+    keys = [{k: r[k] for k in ("key", "list", "write", "read", "delete", "error")} for r in reports]
+    for r in reports:
+        human.append(f"  {r['key']} key: {'can delete' if r['delete'] else 'cannot delete'}")
+    lock = {"mode": dest.lock_mode.lower(), "days": dest.lock_days} if dest.lock_mode else None
+    human.append(
+        f"  Object Lock: {lock['mode']}, every object kept {lock['days']} days"
+        if lock
+        else "  Object Lock: not used"
+    )
+    answer = next((a for a in offsite_exposure(ws) if a.name == dest.name), None)
+    if answer is not None:
+        human.append(f"  {answer.sentence}")
+    return {
+        "keys": keys,
+        "object_lock": lock,
+        "stolen_laptop_could_delete": answer.could_delete if answer else None,
+    }
 
 
 def run_list(args, out) -> int:
@@ -98,9 +148,11 @@ def run_remove(args, out) -> int:
 
 def run_test(args, out) -> int:
     ws = workspace(args)
-    checked = ws.destination(args.name).test()
-    out.result(
-        {"ok": True, "name": args.name, "checked": checked},
-        f"Destination '{args.name}': {', '.join(checked)} OK.",
-    )
+    dest = ws.destination(args.name)
+    checked = dest.test()
+    data = {"ok": True, "name": args.name, "checked": checked}
+    human = [f"Destination '{args.name}': {', '.join(checked)} OK."]
+    if dest.kind == "s3":
+        data.update(_s3_keys(ws, dest, human))
+    out.result(data, "\n".join(human))
     return 0

@@ -193,6 +193,12 @@ class PlanPage(AsyncPage):
         self.confirm.clear()
 
 
+S3_ADVICE = (
+    "Recommended for S3: a bucket created with Object Lock and a key that cannot delete, so that whoever "
+    "steals this laptop cannot delete your offsite backups (drgui sets the retention; see docs/offsite.md)."
+)
+
+
 class AddPage(AsyncPage):
     def __init__(self, wizard: FirstRunWizard, source: bool) -> None:
         super().__init__(wizard)
@@ -220,6 +226,13 @@ class AddPage(AsyncPage):
         form.addRow("Kind", self.kind)
         self.layout_.addLayout(form)
         self.layout_.addWidget(self.forms)
+        if not source:  # S3: one sentence on why Object Lock and a key that cannot delete (docs/offsite.md)
+            self.s3_advice = QLabel(S3_ADVICE)
+            self.s3_advice.setObjectName("s3ObjectLockAdvice")
+            self.s3_advice.setWordWrap(True)
+            self.layout_.addWidget(self.s3_advice)
+            self.kind.currentIndexChanged.connect(self.show_s3_advice)
+            self.show_s3_advice()
         test = QPushButton("Test connection and add")
         test.setObjectName("wizardTestButton")
         test.clicked.connect(self.validate_now)
@@ -229,6 +242,10 @@ class AddPage(AsyncPage):
     @Slot()
     def validate_now(self) -> None:
         self.validatePage()
+
+    @Slot()
+    def show_s3_advice(self) -> None:
+        self.s3_advice.setVisible(self.kind.currentData() == "s3")
 
     def start(self) -> None:
         kind = self.kind.currentData()

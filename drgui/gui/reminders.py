@@ -20,6 +20,7 @@ from dateutil import tz as dateutil_tz
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from drgui.core.ops.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
+from drgui.core.ops.unattended import reminder_lines
 from drgui.core.plan.config import DEFAULT_SCHEDULE
 from drgui.core.plan.workspace import Workspace
 from drgui.core.timing.schedule import previous_occurrence
@@ -149,7 +150,9 @@ class ReminderService(QObject):
                         DRILL,
                         slot,
                         "Monthly restore test",
-                        [
+                        # After an unattended drill, only its manual part is asked for.
+                        reminder_lines(self.ws, self.local)
+                        or [
                             "A backup is only proven by a restore. Start the restore test: it restores the latest "
                             "snapshot into a scratch database, checks it and measures your RTO."
                         ],

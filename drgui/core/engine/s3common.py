@@ -64,11 +64,37 @@ def s3_settings_from_args(
             "access_key_id": args.access_key_id,
             "secret_access_key": getpass.getpass("S3 secret access key: "),
         }
-    for value in secrets.values():
-        remember(value)
     if secrets:
         settings["credentials"] = CREDENTIALS_KEYRING
+    if not for_source:
+        secrets |= _prune_key_from_args(args)
+        margin = getattr(args, "object_lock_margin_days", None)
+        if margin is not None:
+            if margin < 0:
+                raise UsageError("--object-lock-margin-days must be 0 or more.")
+            settings["object_lock_margin_days"] = int(margin)
+    for value in secrets.values():
+        remember(value)
     return settings, secrets
+
+
+def _prune_key_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """The S3 destination's prune key (`--prune-access-key-id` + `--prune-secret-access-key-file`), kept
+    in keyring entries of its own; without it prune uses the everyday key."""
+    key_id = getattr(args, "prune_access_key_id", None)
+    key_file = getattr(args, "prune_secret_access_key_file", None)
+    if not key_id and not key_file:
+        return {}
+    if not (key_id and key_file):
+        raise UsageError(
+            "The prune key needs both --prune-access-key-id and --prune-secret-access-key-file.",
+            hint="Or leave both out: prune then uses the everyday key (give it the prune key at prune time "
+            "with DRGUI_PRUNE_ACCESS_KEY_ID and DRGUI_PRUNE_SECRET_ACCESS_KEY).",
+        )
+    return {
+        "prune_access_key_id": key_id,
+        "prune_secret_access_key": read_secret_file(key_file, "prune secret access key"),
+    }
 
 
 def describe_location(settings: dict[str, Any]) -> str:
@@ -77,8 +103,16 @@ def describe_location(settings: dict[str, Any]) -> str:
     return f"s3://{settings['bucket']}/{prefix + '/' if prefix else ''} at {where}"
 
 
-def make_client(settings: dict[str, Any], store: SecretStore | None, owner_kind: str, owner_name: str) -> Any:
-    """The one boto3 client factory: retries with backoff and jitter, timeouts, the compat switch."""
+def make_client(
+    settings: dict[str, Any],
+    store: SecretStore | None,
+    owner_kind: str,
+    owner_name: str,
+    *,
+    keys: tuple[str, str] | None = None,
+) -> Any:
+    """The one boto3 client factory: retries with backoff and jitter, timeouts, the compat switch.
+    `keys` (key id, secret) overrides the owner's own credentials (an S3 destination's prune key)."""
     import boto3
     import botocore.config
     from botocore.exceptions import ProfileNotFound
@@ -100,7 +134,9 @@ def make_client(settings: dict[str, Any], store: SecretStore | None, owner_kind:
         config_args["s3"] = {"addressing_style": settings["addressing_style"]}
     mode = settings.get("credentials", CREDENTIALS_KEYRING)
     session_args: dict[str, Any] = {}
-    if mode == CREDENTIALS_PROFILE:
+    if keys is not None:
+        session_args["aws_access_key_id"], session_args["aws_secret_access_key"] = keys
+    elif mode == CREDENTIALS_PROFILE:
         session_args["profile_name"] = settings.get("profile")
     elif mode == CREDENTIALS_KEYRING:
         if store is None:

@@ -22,7 +22,7 @@ SUCCESS = ("ok", "partial")  # a partial backup is complete on at least one dest
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # "stale", "size_change" or "audit" (the last `history --verify` failed)
+    kind: str  # "stale", "size_change", "drill_failed" or "audit" (the last `history --verify` failed)
     source: str
     message: str
     detail: dict[str, Any] = field(default_factory=dict)
@@ -95,4 +95,24 @@ def compute_alerts(ws: Workspace, now: datetime) -> list[Alert]:
     audit_failure = failed_verification(ws)
     if audit_failure:
         alerts.append(Alert("audit", "", audit_failure))
+    alerts.extend(drill_alerts(ws))
     return alerts
+
+
+def drill_alerts(ws: Workspace) -> list[Alert]:
+    """A failed restore test (unattended or by hand) is an alert until a later drill passes."""
+    finished = [r for r in ws.history.runs("drill", limit=50) if r.status in ("ok", "failed")]
+    if not finished or finished[0].status == "ok":
+        return []
+    run = finished[0]
+    failed = [str(f) for f in run.detail.get("failed", [])][:3]
+    why = "; ".join(failed) or str(run.detail.get("error") or "see the report")
+    return [
+        Alert(
+            "drill_failed",
+            "",
+            f"The restore test of {run.finished or run.started} failed ({why}); "
+            "the backups are not proven until a restore test passes.",
+            {"drill": run.detail.get("drill"), "report": run.detail.get("report"), "since": run.finished},
+        )
+    ]

@@ -197,7 +197,7 @@ def prune(
         run_id = None if dry_run else ws.history.start_run("prune")
         pinned = ws.history.pinned()
         for config in configs:
-            dest = ws.destination(config.name)
+            dest = ws.destination(config.name, for_prune=True)
             if not dest.available():
                 results.append(DestPrune(config.name, "", error=f"{dest.describe()} is not available."))
                 continue

@@ -14,6 +14,7 @@ from dateutil import tz as dateutil_tz
 
 from drgui.core.ops.alerts import compute_alerts
 from drgui.core.ops.history import Run
+from drgui.core.ops.offsite import add_to_status as offsite_status
 from drgui.core.plan.workspace import Workspace
 
 RPO_WARNING_FRACTION = 0.75
@@ -60,6 +61,7 @@ class Status:
     reasons: list[str] = field(default_factory=list)
     state: str = "ok"  # ok | due | running | partial (a source was not backed up) | failed
     notices: list[str] = field(default_factory=list)  # told once, e.g. the history was damaged
+    offsite: list[dict[str, Any]] = field(default_factory=list)  # could a stolen laptop delete (offsite.py)
 
     def to_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
@@ -291,6 +293,9 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
             score -= 20
             reasons.insert(0, alert.message)
 
+    offsite, offsite_penalty = offsite_status(ws, reasons)
+    score -= offsite_penalty
+
     try:
         next_times = _next_times(ws, now, local)
     except ImportError:
@@ -310,4 +315,5 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
         reasons,
         state,
         notices,
+        offsite,
     )

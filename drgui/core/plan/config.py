@@ -169,6 +169,7 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
             "addressing_style",
             "retry_mode",
             "object_lock_mode",
+            "object_lock",
             "uuid",
             "container_uuid",
             "label",
@@ -177,7 +178,9 @@ SETTING_TYPES: dict[str, tuple[type, ...]] = {
         ),
         _TEXT,
     ),
-    **dict.fromkeys(("part_size_mb", "concurrency", "max_attempts", "object_lock_days"), _WHOLE),
+    **dict.fromkeys(
+        ("part_size_mb", "concurrency", "max_attempts", "object_lock_days", "object_lock_margin_days"), _WHOLE
+    ),
     **dict.fromkeys(("connect_timeout", "read_timeout"), _NUMBER),
     **dict.fromkeys(("compat", "has_password", "allow_unencrypted"), _FLAG),
 }

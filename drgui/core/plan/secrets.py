@@ -190,7 +190,7 @@ def unlock_keyring() -> bool:
 
 
 SOURCE_SECRET_FIELDS = ("password", "secret_access_key", "access_key_id")
-DEST_SECRET_FIELDS = ("access_key_id", "secret_access_key")
+DEST_SECRET_FIELDS = ("access_key_id", "secret_access_key", "prune_access_key_id", "prune_secret_access_key")
 
 
 class SecretStore:

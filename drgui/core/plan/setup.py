@@ -120,6 +120,7 @@ def add_destination(
     *,
     secrets: dict[str, str] | None = None,
     test: bool = True,
+    object_lock: str | None = None,
 ) -> DestConfig:
     if kind not in DEST_KINDS:
         raise UsageError(f"Unknown destination kind '{kind}'.", hint=f"Use one of: {', '.join(DEST_KINDS)}.")
@@ -134,6 +135,9 @@ def add_destination(
         dest = open_destination(dest_config, ws.store)
         if kind == "local":
             dest.ensure_root()  # type: ignore[attr-defined]
+        detect_lock = getattr(dest, "detect_object_lock", None)  # S3: retention when the bucket has it
+        if detect_lock is not None and (test or object_lock):
+            detect_lock(object_lock)
         if test:
             dest.test()
         if ws.wrapped_identity_path.exists():

@@ -106,8 +106,9 @@ class Workspace:
         configs = [self.plan.destination(n) for n in names] if names else list(self.plan.destinations)
         return [open_destination(c, self.store) for c in configs]
 
-    def destination(self, name: str) -> Destination:
-        return open_destination(self.plan.destination(name), self.store)
+    def destination(self, name: str, *, for_prune: bool = False) -> Destination:
+        """`for_prune`: opened with the S3 prune key when one is given (only prune deletes)."""
+        return open_destination(self.plan.destination(name), self.store, for_prune=for_prune)
 
     def queue_destination(self) -> LocalDestination:
         return LocalDestination.at(self.home.queue_dir, "queue")

@@ -448,3 +448,18 @@ def iter_slots(rule: str, after: datetime, tz: tzinfo) -> Iterator[datetime]:
     while (slot := _next_slot(parsed, current, tz)) is not None:
         yield slot
         current = slot.astimezone(UTC)
+
+
+QUIET_HOUR = 3
+"""When the unattended restore test runs on a drill day: after the 02:00 backup, before anyone works."""
+
+
+def at_quiet_hour(rule: str, hour: int = QUIET_HOUR) -> str:
+    """The same days as `rule`, at `hour`:00 local time: where the unattended drill of a drill rule goes
+    ("first Sunday 19:00" gives "first Sunday 03:00", so the evening reminder finds its result)."""
+    parsed = _parse(rule)
+    if parsed.freq not in ("YEARLY", "MONTHLY", "WEEKLY", "DAILY"):
+        return parsed.text  # an hourly rule has no day to move within: run at its own slots
+    parts = dict(item.partition("=")[::2] for item in parsed.text.split(";"))
+    parts.update(BYHOUR=str(hour), BYMINUTE="0", BYSECOND="0")
+    return validate_rule(";".join(f"{name}={value}" for name, value in parts.items()))

@@ -230,6 +230,8 @@ class DashboardPage(QWidget):
         )
         if status.queue:
             rows.append(("Waiting to upload", f"{len(status.queue)} snapshot copy(ies)"))
+        # Could a stolen laptop delete the offsite copy? Said plainly, yes or no (docs/offsite.md).
+        rows += [("Offsite copy", answer["sentence"]) for answer in status.offsite]
         for row, (label, value) in enumerate(rows):
             self.next_grid.addWidget(muted(label), row, 0)
             value_label = QLabel(value)

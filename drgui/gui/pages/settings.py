@@ -18,6 +18,7 @@ from drgui.core import fmt
 from drgui.core.errors import DrguiError
 from drgui.core.plan.config import format_duration, parse_duration
 from drgui.core.plan.secrets import backend_status
+from drgui.core.plan.workspace import Workspace
 from drgui.core.timing import schedule
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
@@ -64,6 +65,34 @@ def retention_text(policy: dict) -> str:
     if not policy:
         return "keep everything"
     return ", ".join(f"{count} {rule}" for rule, count in policy.items())
+
+
+def offsite_text(ws: Workspace) -> str:
+    """Per S3 destination: the everyday key, the prune key (here or not), Object Lock, and the answer."""
+    from drgui.core.engine.destinations.s3 import S3Destination
+    from drgui.core.ops.offsite import offsite_exposure
+
+    answers = {a.name: a for a in offsite_exposure(ws)}
+    lines = []
+    for config in ws.plan.destinations:
+        if config.kind != "s3":
+            continue
+        dest = S3Destination(config, ws.store)
+        try:
+            prune = (
+                "stored on this machine"
+                if dest.prune_key_stored()
+                else "not on this machine (given to prune)"
+            )
+        except DrguiError:
+            prune = "unknown (keyring not usable)"
+        lock = f"{dest.lock_mode.lower()}, {dest.lock_days} days" if dest.lock_mode else "not used"
+        answer = answers.get(config.name)
+        lines.append(
+            f"<b>{config.name}</b>: everyday key {config.settings.get('credentials', 'keyring')}; "
+            f"prune key {prune}; Object Lock {lock}.<br>{answer.sentence if answer else ''}"
+        )
+    return "<br>".join(lines) or "No S3 destination."
 
 
 def edited_duration(text: str, current: int) -> int:
@@ -152,6 +181,13 @@ class SettingsPage(QWidget):
         self.keyring_label.setWordWrap(True)
         keyring_card.body.addWidget(self.keyring_label)
         layout.addWidget(keyring_card)
+        # The everyday and the prune key of each S3 destination, and its Object Lock (docs/offsite.md).
+        offsite_card = Card("Offsite keys (S3)")
+        self.offsite_label = QLabel()
+        self.offsite_label.setObjectName("offsiteKeys")
+        self.offsite_label.setWordWrap(True)
+        offsite_card.body.addWidget(self.offsite_label)
+        layout.addWidget(offsite_card)
         layout.addStretch(1)
         self.load()
 
@@ -172,6 +208,7 @@ class SettingsPage(QWidget):
             )
             or "No destination yet."
         )
+        self.offsite_label.setText(offsite_text(self.controller.ws))
         status = backend_status()
         if status.usable and not status.locked:
             self.keyring_label.setText(f"✓ Secrets are stored in {status.name}.")

@@ -9,7 +9,11 @@ from drgui.core.plan.secrets import SecretStore
 
 
 def open_destination(
-    config: DestConfig, store: SecretStore | None = None, plan_id: str | None = None
+    config: DestConfig,
+    store: SecretStore | None = None,
+    plan_id: str | None = None,
+    *,
+    for_prune: bool = False,
 ) -> Destination:
     """The destination as one plan sees it: scoped to `<root>/<plan id>/` (the plan id defaults to the
     store's). A drive's folder is already per plan (`drgui/<plan id>/`), so it gets no further scope."""
@@ -21,7 +25,7 @@ def open_destination(
     if config.kind == "s3":
         from drgui.core.engine.destinations.s3 import S3Destination
 
-        return S3Destination(config, store, scope=scope)
+        return S3Destination(config, store, scope=scope, for_prune=for_prune)  # prune: the prune key
     if config.kind == "drive":
         from drgui.core.engine.destinations.drive import DriveDestination
 

@@ -4,6 +4,13 @@ Objects are written with bounded-memory multipart uploads (an aborted upload lea
 reads stream and resume with a ranged GET when a connection drops mid-body. A snapshot's parts go first
 and `index.json` last: a snapshot without index.json does not exist. Object Lock aware: a locked object
 is never deleted, and new objects can get a retention period.
+
+Append-only offsite (docs/offsite.md): on a bucket with Object Lock, `object_lock = "governance"` or
+`"compliance"` gives every object drgui writes a retention date that covers the destination's retention
+policy (`policy_cover_days`) plus `object_lock_margin_days`. Two keys: the everyday one (put, get, list;
+no delete) used by backups, restores and drills, and an optional prune key (`PRUNE_KEY_FIELDS` in its own
+keyring entries, or `PRUNE_KEY_ENV` given to `drgui prune` only) that prune opens the destination with
+(`for_prune=True`). `probe_keys` says what each key can do by trying it on a test object of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from drgui.core.engine.s3common import describe_location, error_code, make_clien
 from drgui.core.engine.snapshot import INDEX_FILE, Index, snapshot_prefix
 from drgui.core.errors import DestinationError
 from drgui.core.plan.config import DestConfig
-from drgui.core.plan.secrets import SecretStore
+from drgui.core.plan.secrets import SecretStore, remember
+from drgui.core.timing import retention
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,33 @@ DEFAULT_CONCURRENCY = 2
 FILE_UPLOAD_CONCURRENCY = 4  # put_file streams parts from disk, so more in flight costs no memory
 MAX_RESUMES = 8
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+
+OBJECT_LOCK_MODES = ("governance", "compliance")
+DEFAULT_LOCK_MARGIN_DAYS = 7
+UNBOUNDED_COVER_DAYS = 366  # a policy that keeps some bucket without limit: lock a year at a time
+PRUNE_KEY_FIELDS = ("prune_access_key_id", "prune_secret_access_key")
+"""The prune key's keyring fields (beside the everyday access_key_id / secret_access_key)."""
+PRUNE_KEY_ENV = ("DRGUI_PRUNE_ACCESS_KEY_ID", "DRGUI_PRUNE_SECRET_ACCESS_KEY")
+"""Or the prune key given to one `drgui prune` run only (kept on the kit machine, never stored here)."""
+_DENIED = ("AccessDenied", "403", "AllAccessDisabled")
+_BUCKET_DAYS = {"hourly": 1 / 24, "daily": 1.0, "weekly": 7.0, "monthly": 31.0, "yearly": 366.0}
+
+
+def policy_cover_days(policy: retention.Policy) -> int:
+    """The longest a snapshot can be kept by `policy`, in whole days: N daily keep up to N days, N monthly
+    up to 31 x N, `within 2m` up to 62; `last N` counts one backup a day. A rule without limit (-1) or an
+    empty policy (keeps everything) gives UNBOUNDED_COVER_DAYS."""
+    if policy.is_empty():
+        return UNBOUNDED_COVER_DAYS
+    days = float(policy.last)
+    for name, per_bucket in _BUCKET_DAYS.items():
+        count = int(getattr(policy, name))
+        if count == -1 or policy.last == -1:
+            return UNBOUNDED_COVER_DAYS
+        days = max(days, count * per_bucket)
+    for duration in policy.durations().values():
+        days = max(days, duration.years * 366 + duration.months * 31 + duration.days + duration.hours / 24)
+    return max(1, int(-(-days // 1)))
 
 
 class _ResumingReader(io.RawIOBase):
@@ -275,23 +310,106 @@ class S3Destination(Destination):
     kind = "s3"
 
     def __init__(
-        self, config: DestConfig, store: SecretStore | None = None, client: Any = None, scope: str = ""
+        self,
+        config: DestConfig,
+        store: SecretStore | None = None,
+        client: Any = None,
+        scope: str = "",
+        *,
+        for_prune: bool = False,
     ) -> None:
         super().__init__(config, store, scope)
+        self.for_prune = for_prune
+        self.last_probe: list[dict[str, Any]] | None = None  # what test() found for each key
         settings = config.settings
         self.bucket = str(settings["bucket"])
         self.base_prefix = str(settings.get("prefix", "")).strip("/")
         self.prefix = "/".join(part for part in (self.base_prefix, scope) if part)
         self.part_size = int(float(settings.get("part_size_mb", DEFAULT_PART_SIZE_MB)) * MIB)
         self.concurrency = max(1, int(settings.get("concurrency", DEFAULT_CONCURRENCY)))
-        self.object_lock_days = int(settings.get("object_lock_days", 0) or 0)
-        self.object_lock_mode = str(settings.get("object_lock_mode", "GOVERNANCE"))
         if client is not None:
             self.__dict__["client"] = client
 
     @cached_property
     def client(self) -> Any:
-        return make_client(self.config.settings, self.store, "dest", self.name)
+        """The everyday key's client; for prune, the prune key's when one is given (else the everyday one)."""
+        keys = self.prune_key() if self.for_prune else None
+        return make_client(self.config.settings, self.store, "dest", self.name, keys=keys)
+
+    # --- the two keys and Object Lock ------------------------------------------------------------
+    def prune_key(self) -> tuple[str, str] | None:
+        """(key id, secret) of the prune key: $DRGUI_PRUNE_ACCESS_KEY_ID/_SECRET_ACCESS_KEY for this run,
+        else the prune key's own keyring entries; None when there is none (the everyday key is used)."""
+        import os
+
+        from_env = tuple(os.environ.get(name, "") for name in PRUNE_KEY_ENV)
+        if all(from_env):
+            remember(from_env[1])
+            return from_env[0], from_env[1]
+        if self.store is None:
+            return None
+        stored = tuple(self.store.get("dest", self.name, name) or "" for name in PRUNE_KEY_FIELDS)
+        return (stored[0], stored[1]) if all(stored) else None
+
+    def prune_key_stored(self) -> bool:
+        """Whether this machine's keyring holds the prune key (then a stolen laptop holds it too)."""
+        if self.store is None:
+            return False
+        return all(self.store.get("dest", self.name, name) for name in PRUNE_KEY_FIELDS)
+
+    @property
+    def lock_mode(self) -> str | None:
+        """GOVERNANCE or COMPLIANCE when drgui sets retention on what it writes, else None."""
+        settings = self.config.settings
+        mode = str(settings.get("object_lock", "") or "").lower()
+        if mode in OBJECT_LOCK_MODES:
+            return mode.upper()
+        if int(settings.get("object_lock_days", 0) or 0):  # the older fixed-days setting
+            return str(settings.get("object_lock_mode", "GOVERNANCE")).upper()
+        return None
+
+    @property
+    def lock_days(self) -> int:
+        """Days of retention on each new object: the policy's cover plus the margin (or the fixed days)."""
+        settings = self.config.settings
+        fixed = int(settings.get("object_lock_days", 0) or 0)
+        if fixed:
+            return fixed
+        policy = (
+            retention.Policy.from_dict(self.config.retention)
+            if self.config.retention
+            else retention.DEFAULT_POLICIES["s3"]
+        )
+        margin = int(settings.get("object_lock_margin_days", DEFAULT_LOCK_MARGIN_DAYS))
+        return policy_cover_days(policy) + max(0, margin)
+
+    def retain_until(self, now: datetime | None = None) -> datetime | None:
+        if self.lock_mode is None:
+            return None
+        return (now or datetime.now(UTC)) + timedelta(days=self.lock_days)
+
+    def detect_object_lock(self, mode: str | None = None) -> str | None:
+        """At `dest add`: turn retention on when the bucket has Object Lock (in `mode`, default governance);
+        `mode` "off" leaves it off. Returns the mode set, or None. Refuses a mode on a bucket without it."""
+        settings = self.config.settings
+        wanted = (mode or "").lower()
+        if wanted == "off":
+            settings.pop("object_lock", None)
+            return None
+        if wanted and wanted not in OBJECT_LOCK_MODES:
+            raise DestinationError(
+                f"Unknown Object Lock mode '{mode}'.", hint="Use governance, compliance or off."
+            )
+        if not self.object_lock_enabled:
+            if wanted:
+                raise DestinationError(
+                    f"{self._what}: bucket '{self.bucket}' has no Object Lock, so '{wanted}' cannot be set.",
+                    hint="Object Lock is chosen when a bucket is created: create one with it "
+                    "(docs/offsite.md has the steps per provider), or leave out --object-lock-mode.",
+                )
+            return None
+        settings["object_lock"] = wanted or "governance"
+        return str(settings["object_lock"])
 
     def _open_legacy_view(self) -> S3Destination:
         return S3Destination(self.config, self.store, client=self.client)
@@ -331,9 +449,10 @@ class S3Destination(Destination):
                 args["SSEKMSKeyId"] = settings["sse_kms_key_id"]
         if settings.get("storage_class"):
             args["StorageClass"] = settings["storage_class"]
-        if self.object_lock_days:
-            args["ObjectLockMode"] = self.object_lock_mode
-            args["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+        until = self.retain_until()
+        if until is not None:
+            args["ObjectLockMode"] = self.lock_mode
+            args["ObjectLockRetainUntilDate"] = until
         return args
 
     # --- objects -------------------------------------------------------------------------------
@@ -459,7 +578,29 @@ class S3Destination(Destination):
                 "drgui does not try to delete it.",
                 hint="It can be deleted once the retention period ends (or the legal hold is removed).",
             )
-        self._call("delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
+        if not self.object_lock_enabled:
+            self._call(
+                "delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            )
+            return
+        # A bucket with Object Lock keeps versions: a plain delete only hides the object behind a delete
+        # marker. Removing for real is deleting each version (what only the prune key may do).
+        full = self._key(key)
+        response = self._call(
+            "list versions of", key, lambda: self.client.list_object_versions(Bucket=self.bucket, Prefix=full)
+        )
+        versions = [
+            v for v in response.get("Versions", []) + response.get("DeleteMarkers", []) if v["Key"] == full
+        ]
+        for version_id in [str(v["VersionId"]) for v in versions]:
+            self._delete_version(key, full, version_id)
+
+    def _delete_version(self, key: str, full: str, version_id: str) -> None:
+        self._call(
+            "delete",
+            key,
+            lambda: self.client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id),
+        )
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         reason = self.snapshot_lock_reason(snapshot_id)
@@ -518,46 +659,81 @@ class S3Destination(Destination):
         return [self._relative(u["Key"]) for u in stale]
 
     def test(self) -> list[str]:
-        """Check list, write, read and delete separately and say which permission is missing."""
-        key = ".drgui-test"
+        """Check list, write, read and delete for each key, and say which permission is missing.
+
+        The everyday key must list, write and read (else DestinationError naming the permission); that
+        it cannot delete is what an append-only offsite wants, so it is reported, not refused."""
+        checked: list[str] = []
+        self.last_probe = self.probe_keys()
+        for report in self.last_probe:
+            if report["key"] == "everyday" or report["error"]:
+                if report["error"]:
+                    raise DestinationError(report["error"], hint=report["hint"])
+                checked += [step for step in ("list", "write", "read", "delete") if report[step]]
+            checked.append(f"{report['key']} key: {'can delete' if report['delete'] else 'cannot delete'}")
+        if self.object_lock_enabled:
+            checked.append("object lock: enabled")
+            if self.lock_mode:
+                checked.append(f"object lock: {self.lock_mode.lower()}, {self.lock_days} days")
+        return checked
+
+    def probe_keys(self) -> list[dict[str, Any]]:
+        """What each key can do: [{"key": "everyday"|"prune", "list", "write", "read", "delete": bool,
+        "error": str|None, "hint": str|None}], found by trying each on a test object of its own (the
+        delete removes that object's version for good where it is allowed)."""
+        reports = [self._probe("everyday", self.client)]
+        prune_key = self.prune_key()
+        if prune_key is not None:
+            prune = make_client(self.config.settings, self.store, "dest", self.name, keys=prune_key)
+            reports.append(self._probe("prune", prune))
+        return reports
+
+    def _probe(self, name: str, client: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        key = self._key(f".drgui-test-{name}")
         payload = b"drgui destination test\n"
+        report: dict[str, Any] = {"key": name, "list": False, "write": False, "read": False, "delete": False}
+        report |= {"error": None, "hint": None}
+        written: dict[str, Any] = {}
         steps: list[tuple[str, str, Callable[[], Any]]] = [
-            ("list", "s3:ListBucket", lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)),
+            ("list", "s3:ListBucket", lambda: client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)),
             (
                 "write",
                 "s3:PutObject",
-                lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=payload),
+                lambda: written.update(client.put_object(Bucket=self.bucket, Key=key, Body=payload)),
             ),
-            (
-                "read",
-                "s3:GetObject",
-                lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read(),
-            ),
+            ("read", "s3:GetObject", lambda: client.get_object(Bucket=self.bucket, Key=key)["Body"].read()),
             (
                 "delete",
                 "s3:DeleteObject",
-                lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)),
+                lambda: client.delete_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    **({"VersionId": written["VersionId"]} if written.get("VersionId") else {}),
+                ),
             ),
         ]
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        checked: list[str] = []
         for step, permission, call in steps:
             try:
                 result = call()
             except (ClientError, BotoCoreError) as error:
-                if error_code(error) == "AccessDenied":
-                    raise DestinationError(
-                        f"{self._what}: the key may not {step} in bucket '{self.bucket}' "
-                        f"(checked: {', '.join(checked) or 'nothing yet'}).",
-                        hint=f"Grant {permission} on arn:aws:s3:::{self.bucket}"
+                if step == "delete" and error_code(error) in _DENIED:
+                    break  # what a write-only key should answer
+                if error_code(error) in _DENIED:
+                    done = [s for s in ("list", "write", "read") if report[s]]
+                    report["error"] = (
+                        f"{self._what}: the {name} key may not {step} in bucket '{self.bucket}' "
+                        f"(checked: {', '.join(done) or 'nothing yet'})."
+                    )
+                    report["hint"] = (
+                        f"Grant {permission} on arn:aws:s3:::{self.bucket}"
                         + ("" if step == "list" else f"/{self.prefix + '/' if self.prefix else ''}*")
-                        + " to this key.",
-                    ) from None
+                        + " to this key."
+                    )
+                    return report
                 raise_s3_error(error, self._what, self.bucket, step)
             if step == "read" and result != payload:
                 raise DestinationError(f"{self._what} returned different bytes than were written.")
-            checked.append(step)
-        if self.object_lock_enabled:
-            checked.append("object lock: enabled")
-        return checked
+            report[step] = True
+        return report
