@@ -9,8 +9,10 @@ from drgui.cli.common import add_command, workspace
 from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from drgui.core.ops.backup import retry_queue, run_backup
 from drgui.core.ops.prune import prune
+from drgui.core.ops.runstatus import ATTEMPTED
 from drgui.core.plan.lock import LockHeld
 from drgui.core.timing import schedule
+from drgui.core.timing.clock import format_iso, parse_iso_or_none
 
 
 def register(sub, common) -> None:
@@ -29,8 +31,8 @@ def boot_time() -> datetime | None:
 
 def last_backup_start(ws) -> datetime | None:
     for run in ws.history.runs("backup", limit=50):
-        if run.status in ("ok", "partial", "failed", "running"):
-            return datetime.fromisoformat(run.started)
+        if run.status in ATTEMPTED:
+            return run.started_at
     return None
 
 
@@ -38,7 +40,7 @@ def run(args, out) -> int:
     ws = workspace(args)
     now = datetime.now(UTC)
     tz = schedule.local_tz()
-    created = datetime.fromisoformat(ws.plan.created) if ws.plan.created else None
+    created = parse_iso_or_none(ws.plan.created)
     due = schedule.evaluate(
         ws.plan.schedule.get("backup", schedule.PRESETS["backup"]),
         last_backup_start(ws),
@@ -52,7 +54,7 @@ def run(args, out) -> int:
         "backup": {
             "due": due.due,
             "reason": due.reason,
-            "run_at": due.run_at.isoformat() if due.run_at else None,
+            "run_at": format_iso(due.run_at) if due.run_at else None,
         },
     }
     if not due.due:

@@ -50,12 +50,13 @@ from drgui.core.engine.sources.envfile import env_keys
 from drgui.core.engine.sources.postgres import describe_conninfo, schema_fingerprint, split_dsn
 from drgui.core.engine.verify import load_manifest, verify_snapshot
 from drgui.core.errors import Cancelled, DrguiError, UsageError
-from drgui.core.ops import autochecks, checklists
+from drgui.core.ops import autochecks, checklists, runstatus
 from drgui.core.pg import pgtools
 from drgui.core.pg.pgtools import EmbeddedCluster
 from drgui.core.plan.config import format_duration
 from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
+from drgui.core.timing.clock import format_iso, parse_iso, parse_iso_or_none
 
 DRILL_STEPS: tuple[tuple[str, str], ...] = (
     ("snapshot", "Choose the snapshot and destination"),
@@ -131,8 +132,8 @@ class DrillResult:
             "snapshot": self.snapshot_id,
             "destination": self.destination,
             "scratch": self.scratch,
-            "started": self.started.isoformat(),
-            "finished": self.finished.isoformat() if self.finished else None,
+            "started": format_iso(self.started),
+            "finished": format_iso(self.finished) if self.finished else None,
             "rto_seconds": self.rto_seconds,
             "rpo_seconds": self.rpo_seconds,
             "rto_target_seconds": self.rto_target,
@@ -146,15 +147,15 @@ class DrillResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe: saved next to the report so a sign-off can rewrite it later."""
         data = asdict(self)
-        data["started"] = self.started.isoformat()
-        data["finished"] = self.finished.isoformat() if self.finished else None
+        data["started"] = format_iso(self.started)
+        data["finished"] = format_iso(self.finished) if self.finished else None
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DrillResult:
         values = dict(data)
-        values["started"] = datetime.fromisoformat(values["started"])
-        values["finished"] = datetime.fromisoformat(values["finished"]) if values.get("finished") else None
+        values["started"] = parse_iso(values["started"])
+        values["finished"] = parse_iso_or_none(values.get("finished"))
         return cls(**values)
 
 
@@ -664,9 +665,9 @@ def largest_backup_gap(ws: Workspace, at: datetime) -> float | None:
     """Largest time between two consecutive successful backups in the 30 days before `at` (None: < 2)."""
     since = at - GAP_WINDOW
     times = sorted(
-        datetime.fromisoformat(r.started)
+        r.started_at
         for r in ws.history.runs("backup", limit=10000)
-        if r.status in autochecks.SUCCESS and datetime.fromisoformat(r.started) >= since
+        if r.status in runstatus.SUCCESS and r.started_at >= since
     )
     if len(times) < 2:
         return None

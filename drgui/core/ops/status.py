@@ -14,7 +14,9 @@ from dateutil import tz as dateutil_tz
 
 from drgui.core.ops.alerts import compute_alerts
 from drgui.core.ops.history import Run
+from drgui.core.ops.runstatus import SUCCESS, VERDICT
 from drgui.core.plan.workspace import Workspace
+from drgui.core.timing.clock import format_iso
 
 RPO_WARNING_FRACTION = 0.75
 DRILL_MAX_AGE_DAYS = 35
@@ -64,7 +66,7 @@ class Status:
     def to_json(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:
             if isinstance(value, datetime):
-                return value.isoformat()
+                return format_iso(value)
             if isinstance(value, dict):
                 return {k: convert(v) for k, v in value.items()}
             if isinstance(value, list):
@@ -75,17 +77,13 @@ class Status:
         return converted
 
 
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _next_times(ws: Workspace, now: datetime, local: tzinfo) -> dict[str, datetime | None]:
     from drgui.core.timing import schedule
 
     last = {
-        "backup": _last_time(ws, "backup", ("ok", "partial")),
+        "backup": _last_time(ws, "backup", SUCCESS),
         "weekly_review": _last_checklist(ws, "weekly-review"),
-        "drill": _last_time(ws, "drill", ("ok", "failed")),
+        "drill": _last_time(ws, "drill", VERDICT),
     }
     rules = {
         key: ws.plan.schedule.get(key, schedule.PRESETS[key]) for key in ("backup", "weekly_review", "drill")
@@ -96,20 +94,20 @@ def _next_times(ws: Workspace, now: datetime, local: tzinfo) -> dict[str, dateti
 def _last_time(ws: Workspace, kind: str, statuses: tuple[str, ...]) -> datetime | None:
     for run in ws.history.runs(kind):
         if run.status in statuses:
-            return _parse(run.finished or run.started)
+            return run.ended_at
     return None
 
 
 def _last_checklist(ws: Workspace, checklist: str) -> datetime | None:
     for run in ws.history.runs("checklist"):
         if run.target == checklist and run.status == "ok":
-            return _parse(run.finished or run.started)
+            return run.ended_at
     return None
 
 
 def _source_last_success(backups: list[Run], name: str) -> Run | None:
     for run in backups:
-        if run.status not in ("ok", "partial"):
+        if run.status not in SUCCESS:
             continue
         names = [s.get("name") for s in run.detail.get("sources", []) if s.get("ok", True)]
         if name in names:
@@ -125,7 +123,7 @@ def failed_sources(run: Run) -> list[dict[str, Any]]:
 def _source_last_error(backups: list[Run], name: str) -> str | None:
     """The error of this source in the newest finished backup that tried it (None if it succeeded)."""
     for run in backups:
-        if run.status not in ("ok", "partial"):
+        if run.status not in SUCCESS:
             continue
         for entry in run.detail.get("sources", []):
             if entry.get("name") == name:
@@ -145,7 +143,7 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
     sources = []
     for source in ws.sources():
         run = _source_last_success(backups, source.name)
-        last = _parse(run.finished) if run else None
+        last = run.finished_at if run else None
         age = (now - last).total_seconds() if last else None
         if age is None:
             state = "never"
@@ -187,20 +185,20 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
         uploads = [
             r for r in ws.history.runs("upload", limit=200) if r.target == dest.name and r.status == "ok"
         ]
-        last = _parse(uploads[0].finished) if uploads else None
+        last = uploads[0].finished_at if uploads else None
         if last is None:
             primary = next(
                 (
                     r
                     for r in backups
-                    if r.status in ("ok", "partial")
+                    if r.status in SUCCESS
                     and any(
                         d.get("name") == dest.name and d.get("ok") for d in r.detail.get("destinations", [])
                     )
                 ),
                 None,
             )
-            last = _parse(primary.finished) if primary else None
+            last = primary.finished_at if primary else None
         try:
             count = len(dest.snapshot_ids()) if available and dest.kind != "s3" else -1
         except Exception:
@@ -219,7 +217,7 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
     if backups:
         run = backups[0]
         last_backup = {
-            "time": _parse(run.finished or run.started),
+            "time": run.ended_at,
             "status": run.status,
             "snapshot": run.snapshot_id,
             "error": run.detail.get("error"),
@@ -247,16 +245,16 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
 
     last_drill = None
     drills = ws.history.runs("drill", limit=20)
-    finished_drills = [r for r in drills if r.status in ("ok", "failed")]
+    finished_drills = [r for r in drills if r.status in VERDICT]
     if finished_drills:
         run = finished_drills[0]
         last_drill = {
-            "time": _parse(run.finished),
+            "time": run.finished_at,
             "ok": run.status == "ok",
             "rto_seconds": run.detail.get("rto_seconds"),
             "report": run.detail.get("report"),
         }
-        age_days = (now - _parse(run.finished)).days if run.finished else 999  # type: ignore[operator]
+        age_days = (now - run.finished_at).days if run.finished else 999  # type: ignore[operator]
         if run.status != "ok":
             score -= 15
             reasons.append("The last restore test failed.")
@@ -270,7 +268,7 @@ def compute_status(ws: Workspace, now: datetime | None = None, local: tzinfo | N
     drive_sync = None
     syncs = [r for r in ws.history.runs("drive_sync", limit=20) if r.status == "ok"]
     if syncs:
-        when = _parse(syncs[0].finished)
+        when = syncs[0].finished_at
         drive_sync = {
             "name": syncs[0].target,
             "time": when,
