@@ -88,10 +88,9 @@ def weekly_review_lines(status: Status | None, now: datetime) -> list[str]:
             lines.append(f"{len(status.queue)} snapshot copy(ies) still waiting to be uploaded.")
         sync = status.drive_sync
         has_drive = any(d.kind == "drive" for d in status.destinations)
-        if sync and sync.get("age_seconds") and sync["age_seconds"] > DRIVE_SYNC_MAX_AGE_DAYS * 86400:
-            lines.append(
-                f"The .env was last copied to the drive {int(sync['age_seconds'] // 86400)} days ago."
-            )
+        age = sync["age_seconds"] if sync else None
+        if age and age > DRIVE_SYNC_MAX_AGE_DAYS * 86400:
+            lines.append(f"The .env was last copied to the drive {int(age // 86400)} days ago.")
         elif has_drive and not sync:
             lines.append("The .env has never been copied to the drive: plug it in and sync.")
     lines.append("Do the weekly manual exports (the weekly checklist).")
