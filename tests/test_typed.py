@@ -4,6 +4,7 @@ spelled once, and results that print themselves."""
 from __future__ import annotations
 
 import ast
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from drgui.core.errors import UsageError
 from drgui.core.ops import runstatus
 from drgui.core.ops.alerts import compute_alerts
+from drgui.core.ops.drill import DrillResult
 from drgui.core.ops.history import Run
 from drgui.core.ops.status import compute_status
 from drgui.core.plan.config import (
@@ -241,3 +243,22 @@ def test_compute_status_catches_only_what_a_listing_raises() -> None:
         and (h.type is None or (isinstance(h.type, ast.Name) and h.type.id in ("Exception", "BaseException")))
     ]
     assert broad == []
+
+
+def test_drill_result_round_trips_with_aware_times() -> None:
+    """DrillResult's one (de)serialiser: times leave as ISO text with their offset and come back aware (a
+    record saved without an offset comes back as UTC); the CLI's checks keep name, ok, detail."""
+    plus_one = timezone(timedelta(hours=1))
+    result = DrillResult(
+        "drill-1", "Acme", "20260301T020000Z-0123abcd", "usb (local)", "embedded PostgreSQL",
+        datetime(2026, 3, 1, 3, tzinfo=plus_one), finished=datetime(2026, 3, 1, 3, 5, tzinfo=plus_one),
+    )  # fmt: skip
+    result.checks.append({"step": "rows", "name": "rows public.t", "ok": True, "detail": "3 rows"})
+    saved = json.loads(json.dumps(result.to_dict()))
+    assert saved["started"] == "2026-03-01T03:00:00+01:00"
+    again = DrillResult.from_dict(saved)
+    assert again == result and again.started.utcoffset() == timedelta(hours=1)
+    saved["started"], saved["finished"] = "2026-03-01T02:00:00", None
+    assert DrillResult.from_dict(saved).started == datetime(2026, 3, 1, 2, tzinfo=UTC)
+    assert result.to_json()["checks"] == [{"name": "rows public.t", "ok": True, "detail": "3 rows"}]
+    assert result.to_json()["started"] == "2026-03-01T03:00:00+01:00"

@@ -33,7 +33,7 @@ from drgui.core.engine.extract import (
     index_sha256_of,
 )
 from drgui.core.engine.pipeline import read_part
-from drgui.core.engine.restore_result import RestoreResult
+from drgui.core.engine.restore_result import Check, RestoreResult
 from drgui.core.engine.safety import take_safety_snapshot
 from drgui.core.engine.snapshot import SAFETY_PREFIX, find_part, snapshot_prefix
 from drgui.core.engine.sources.postgres import (
@@ -217,10 +217,10 @@ def _decrypt_to_file(
         raise OperationFailed(f"{part['path']}: decrypted content does not match the manifest; not restored.")
 
 
-def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[Check]:
     """One check per table of the manifest: the exact row count after restore."""
     found = {(t["schema"], t["table"]): t["rows"] for t in actual}
-    checks = []
+    checks: list[Check] = []
     for table in expected:
         key = (table["schema"], table["table"])
         rows = found.get(key)

@@ -43,6 +43,7 @@ from drgui.core.engine.restore import (
     restore_folder,
     restore_git,
 )
+from drgui.core.engine.restore_result import Check
 from drgui.core.engine.scratch import private_dir, sweep_stale
 from drgui.core.engine.snapshot import snapshot_time
 from drgui.core.engine.sources.base import pump_in_thread
@@ -90,6 +91,12 @@ class Answer:
     at: datetime | None = None
 
 
+class DrillCheck(Check):
+    """A restore check, and the drill step (`DRILL_STEPS`) it belongs to."""
+
+    step: str
+
+
 @dataclass
 class DrillResult:
     drill_id: str
@@ -99,7 +106,7 @@ class DrillResult:
     scratch: str
     started: datetime
     finished: datetime | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[DrillCheck] = field(default_factory=list)
     rto_seconds: float | None = None
     rpo_seconds: float | None = None
     rto_target: int = 0
@@ -118,7 +125,7 @@ class DrillResult:
         return bool(self.checks) and all(c["ok"] for c in self.checks)
 
     @property
-    def failed_checks(self) -> list[dict[str, Any]]:
+    def failed_checks(self) -> list[DrillCheck]:
         return [c for c in self.checks if not c["ok"]]
 
     def checklist_run(self) -> checklists.ChecklistRun | None:
@@ -167,8 +174,8 @@ def new_drill_id(start: datetime) -> str:
     return "drill-" + start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def _check(result: DrillResult, step: str, name: str, ok: bool, detail: str) -> dict[str, Any]:
-    check = {"step": step, "name": name, "ok": bool(ok), "detail": detail}
+def _check(result: DrillResult, step: str, name: str, ok: bool, detail: str) -> DrillCheck:
+    check: DrillCheck = {"step": step, "name": name, "ok": bool(ok), "detail": detail}
     result.checks.append(check)
     return check
 
