@@ -22,7 +22,7 @@ from drgui.core.timing.retention import (
     Keep,
     Policy,
     RetentionPlan,
-    parse_duration,
+    parse_retention_span,
     plan,
 )
 
@@ -113,7 +113,7 @@ def test_empty_policy_keeps_everything_like_restic_forget() -> None:
     ],
 )
 def test_parse_duration_like_restic(text: str, duration: Duration, printed: str) -> None:
-    assert parse_duration(text) == duration
+    assert parse_retention_span(text) == duration
     assert str(duration) == printed
 
 
@@ -122,7 +122,7 @@ def test_parse_duration_like_restic(text: str, duration: Duration, printed: str)
 )
 def test_parse_duration_rejects_bad_text(text: str) -> None:
     with pytest.raises(UsageError) as caught:
-        parse_duration(text)
+        parse_retention_span(text)
     assert repr(text) in caught.value.message
     assert "1y2m3d3h" in str(caught.value)
 
@@ -382,7 +382,7 @@ REFERENCE_KEYS = {
 
 def _reference_cutoff(reference: datetime, text: str) -> datetime:
     """Go's ``reference.AddDate(-y, -m, -d).Add(-h hours)``, built from datetime pieces."""
-    duration = parse_duration(text)
+    duration = parse_retention_span(text)
     years, month = divmod(
         reference.year * 12 + reference.month - 1 - duration.years * 12 - duration.months, 12
     )
@@ -429,9 +429,9 @@ def reference_plan(
         return [i for i in order if in_utc[i] > cutoff]
 
     reasons: dict[int, list[str]] = {i: [] for i in order}
-    if not parse_duration(policy.within).is_zero():
+    if not parse_retention_span(policy.within).is_zero():
         for i in in_range(policy.within):
-            reasons[i].append(f"within {parse_duration(policy.within)}")
+            reasons[i].append(f"within {parse_retention_span(policy.within)}")
     for name in COUNT_FIELDS:
         count = getattr(policy, name)
         if count != 0:
@@ -442,13 +442,13 @@ def reference_plan(
                 reasons[i].append(f"{prefix}{name} snapshot")
     for name in WITHIN_FIELDS[1:]:
         text = getattr(policy, name)
-        if not parse_duration(text).is_zero():
+        if not parse_retention_span(text).is_zero():
             kind = name.removeprefix("within_")
             members = in_range(text)
             keys = [REFERENCE_KEYS[kind](times[i]) for i in members]
             includes_oldest = bool(members) and members[-1] == order[-1]
             for i, prefix in _reference_rule(members, keys, -1, includes_oldest).items():
-                reasons[i].append(f"{prefix}{kind} within {parse_duration(text)}")
+                reasons[i].append(f"{prefix}{kind} within {parse_retention_span(text)}")
     return [(i, tuple(reasons[i])) for i in order if reasons[i]]
 
 

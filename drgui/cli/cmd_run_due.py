@@ -15,8 +15,10 @@ from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, UsageError
 from drgui.core.ops import unattended
 from drgui.core.ops.backup import retry_queue, run_backup
 from drgui.core.ops.prune import prune
+from drgui.core.ops.runstatus import ATTEMPTED
 from drgui.core.plan.lock import LockHeld
 from drgui.core.timing import schedule
+from drgui.core.timing.clock import format_iso, parse_iso, parse_iso_or_none
 
 
 def register(sub, common) -> None:
@@ -44,8 +46,8 @@ def boot_time() -> datetime | None:
 
 def last_backup_start(ws) -> datetime | None:
     for run in ws.history.runs("backup", limit=50):
-        if run.status in ("ok", "partial", "failed", "running"):
-            return datetime.fromisoformat(run.started)
+        if run.status in ATTEMPTED:
+            return run.started_at
     return None
 
 
@@ -53,12 +55,11 @@ def parse_at(text: str | None, tz) -> datetime:
     if not text:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return parse_iso(text, naive=tz)
     except ValueError:
         raise UsageError(
             f"--at {text!r} is not a time.", hint="Use ISO 8601, e.g. --at 2026-12-06T03:30 (local time)."
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 def run(args, out) -> int:
@@ -67,7 +68,7 @@ def run(args, out) -> int:
     ws = workspace(args)
     tz = schedule.local_tz()
     now = parse_at(args.at, tz)
-    created = datetime.fromisoformat(ws.plan.created) if ws.plan.created else None
+    created = parse_iso_or_none(ws.plan.created)
     started_at = boot_time()
     due = schedule.evaluate(
         ws.plan.schedule.get("backup", schedule.PRESETS["backup"]),
@@ -79,11 +80,11 @@ def run(args, out) -> int:
     )
     data: dict[str, Any] = {
         "ok": True,
-        "at": now.isoformat(),
+        "at": format_iso(now),
         "backup": {
             "due": due.due,
             "reason": due.reason,
-            "run_at": due.run_at.isoformat() if due.run_at else None,
+            "run_at": format_iso(due.run_at) if due.run_at else None,
         },
     }
     human: list[str] = []

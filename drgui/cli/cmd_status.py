@@ -33,6 +33,8 @@ def run(args, out) -> int:
         state = "available" if dest.available else "NOT AVAILABLE"
         queued = f", {dest.queued} queued" if dest.queued else ""
         lines.append(f"  {dest.name:<14} {state}, last copy {_when(dest.last_success)}{queued}")
+        if dest.problem:
+            lines.append(f"  {'':<14} {dest.problem}")
     lines += [f"  {answer['sentence']}" for answer in status.offsite]
     lines.append("Next: " + ", ".join(f"{k.replace('_', ' ')} {_when(v)}" for k, v in status.next.items()))
     if status.last_drill:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 from drgui.core.engine.crypto import passphrase_problem
 from drgui.core.errors import DrguiError, UsageError
 from drgui.core.ops.backup import run_backup
-from drgui.core.plan.config import DEST_KINDS, SOURCE_KINDS, parse_duration
+from drgui.core.plan.config import DEST_KINDS, SOURCE_KINDS, parse_interval
 from drgui.core.plan.home import Home
 from drgui.core.plan.setup import init_plan
 from drgui.core.plan.workspace import Workspace
@@ -169,8 +169,8 @@ class PlanPage(AsyncPage):
             self.strength.setText("Strong enough. Write it down now.")
 
     def start(self) -> None:
-        parse_duration(self.rpo.text().strip())
-        parse_duration(self.rto.text().strip())
+        parse_interval(self.rpo.text().strip())
+        parse_interval(self.rto.text().strip())
         if self.passphrase.text() != self.confirm.text():
             raise UsageError("The two passphrases differ.", hint="Type the same passphrase twice.")
         problem = passphrase_problem(self.passphrase.text())

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from drgui.core import fmt
+from drgui.core.timing.clock import parse_iso_or_none
 from drgui.core.timing.schedule import PRESETS
 
 
@@ -92,8 +93,5 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def parse_iso(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+# The pages read stored times through the one parser (`drgui.core.timing.clock`; no offset: UTC).
+parse_iso = parse_iso_or_none

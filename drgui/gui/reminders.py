@@ -19,10 +19,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from dateutil import tz as dateutil_tz
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from drgui.core.ops.runstatus import VERDICT
 from drgui.core.ops.status import DRIVE_SYNC_MAX_AGE_DAYS, Status, compute_status
 from drgui.core.ops.unattended import reminder_lines
 from drgui.core.plan.config import DEFAULT_SCHEDULE
 from drgui.core.plan.workspace import Workspace
+from drgui.core.timing.clock import parse_iso, parse_iso_or_none
 from drgui.core.timing.schedule import previous_occurrence
 from drgui.gui.debug_state import install_from_env
 
@@ -52,8 +54,7 @@ def default_clock() -> Clock:
     fake = os.environ.get(FAKE_NOW_ENV)
     if not fake:
         return system_clock
-    start = datetime.fromisoformat(fake)
-    return fake_clock(start if start.tzinfo else start.replace(tzinfo=UTC))
+    return fake_clock(parse_iso(fake))
 
 
 @dataclass
@@ -88,10 +89,9 @@ def weekly_review_lines(status: Status | None, now: datetime) -> list[str]:
             lines.append(f"{len(status.queue)} snapshot copy(ies) still waiting to be uploaded.")
         sync = status.drive_sync
         has_drive = any(d.kind == "drive" for d in status.destinations)
-        if sync and sync.get("age_seconds") and sync["age_seconds"] > DRIVE_SYNC_MAX_AGE_DAYS * 86400:
-            lines.append(
-                f"The .env was last copied to the drive {int(sync['age_seconds'] // 86400)} days ago."
-            )
+        age = sync["age_seconds"] if sync else None
+        if age and age > DRIVE_SYNC_MAX_AGE_DAYS * 86400:
+            lines.append(f"The .env was last copied to the drive {int(age // 86400)} days ago.")
         elif has_drive and not sync:
             lines.append("The .env has never been copied to the drive: plug it in and sync.")
     lines.append("Do the weekly manual exports (the weekly checklist).")
@@ -166,14 +166,14 @@ class ReminderService(QObject):
 
     def _handled_since(self, kind: str, slot: datetime) -> bool:
         """The plan did not exist yet at that slot, or the review or drill was done after it."""
-        created = self.ws.plan.created
-        if created and datetime.fromisoformat(created) > slot:
+        created = parse_iso_or_none(self.ws.plan.created)
+        if created and created > slot:
             return True
         if kind == DRILL:
-            runs = [r for r in self.ws.history.runs("drill", limit=20) if r.status in ("ok", "failed")]
+            runs = [r for r in self.ws.history.runs("drill", limit=20) if r.status in VERDICT]
         else:
             runs = [r for r in self.ws.history.runs("checklist", limit=50) if r.target == "weekly-review"]
-        return any(datetime.fromisoformat(r.started) >= slot for r in runs)
+        return any(r.started_at >= slot for r in runs)
 
     @Slot()
     def check(self) -> list[Reminder]:

@@ -17,6 +17,9 @@ from drgui.core.engine.fsutil import atomic_write_text
 from drgui.core.plan.config import format_duration
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from drgui.core.engine.restore_result import Check
     from drgui.core.ops.drill import DrillResult
 
 GREEN, RED, GREY = "#1b7f3b", "#b3261e", "#5f6368"
@@ -55,7 +58,7 @@ def _badge(ok: bool) -> str:
     return f'<span style="color:{color}; font-weight:bold">{word}</span>'
 
 
-def _checks_table(checks: list[dict[str, Any]]) -> str:
+def _checks_table(checks: Sequence[Check]) -> str:
     rows = []
     for check in checks:
         rows.append(

@@ -19,7 +19,7 @@ from typing import Any
 
 import drgui
 from drgui.core.engine.catalog import list_snapshots
-from drgui.core.engine.crypto import ARMOR_BEGIN, ARMOR_END, armor, dearmor, unwrap_identity
+from drgui.core.engine.crypto import ARMOR_BEGIN, ARMOR_END, KeyPair, armor, dearmor, unwrap_identity
 from drgui.core.engine.fsutil import atomic_write_bytes, atomic_write_text
 from drgui.core.engine.snapshot import IDENTITY_FILE
 from drgui.core.errors import DrguiError, UsageError
@@ -401,48 +401,10 @@ def import_kit(
         raise UsageError(
             f"{home.path} already holds a plan.", hint="Import into a new home: pass another --home."
         )
-    wrapped = dearmor(kit["identity_age_armored"].encode("ascii"))
-    pair = unwrap_identity(wrapped, passphrase)  # wrong passphrase: UsageError (exit 2)
-    info = kit["plan"]
-    recipient = info.get("recipient") or pair.recipient
-    if recipient != pair.recipient:
-        raise UsageError(
-            "The key in this kit does not belong to its plan (the public keys differ).",
-            hint="The kit was edited or mixed with another plan's; use an untouched kit.",
-        )
-    s3_dests = [d for d in kit.get("destinations", []) if d.get("kind") == "s3"]
-    if (access_key_id is None) != (secret_access_key is None):
-        raise UsageError("Pass both --access-key-id and --secret-access-key-file, or neither.")
-    if access_key_id and not s3_dests:
-        raise UsageError(
-            "The kit has no S3 destination to store the credentials for.",
-            hint="Add the bucket with `drgui dest add NAME s3 ...` after the import.",
-        )
+    wrapped, pair = _unwrap_kit_key(kit, passphrase)
+    s3_dests = _s3_destinations_for_credentials(kit, access_key_id, secret_access_key)
     require_keyring()
-    plan = Plan(
-        plan_id=str(info["id"]),
-        name=str(info["name"]),
-        recipient=pair.recipient,
-        rto_seconds=int(info.get("rto_seconds", 4 * 3600)),
-        rpo_seconds=int(info.get("rpo_seconds", 24 * 3600)),
-        created=str(info.get("created", "")),
-    )
-    if info.get("schedule"):
-        plan.schedule.update(info["schedule"])
-    plan.contacts = [dict(c) for c in kit.get("contacts", [])]
-    needing = []
-    for raw in kit.get("sources", []):
-        source, needs_secret = _source_from_kit(raw)
-        plan.sources.append(source)
-        if needs_secret:
-            needing.append(source.name)
-    for raw in kit.get("destinations", []):
-        settings = _public_settings(dict(raw.get("settings", {})))
-        if raw.get("kind") == "s3" and access_key_id:
-            settings["credentials"] = "keyring"  # where the import stores the keys given to it
-        plan.destinations.append(
-            DestConfig(str(raw["name"]), str(raw["kind"]), settings, dict(raw.get("retention", {})))
-        )
+    plan, needing = _plan_from_kit(kit, pair.recipient, s3_credentials=bool(access_key_id))
     home.ensure()
     store = SecretStore(plan.plan_id, home.create_home_id())  # a new home: never the legacy names
     store.set(*IDENTITY_KEY, pair.identity)
@@ -463,3 +425,61 @@ def import_kit(
     return ImportResult(
         plan.plan_id, plan.name, home.path, [d.name for d in plan.destinations], needing, stored_for
     )
+
+
+def _unwrap_kit_key(kit: dict[str, Any], passphrase: str) -> tuple[bytes, KeyPair]:
+    """(the wrapped identity as stored, the unwrapped key pair); refuses a key of another plan."""
+    wrapped = dearmor(kit["identity_age_armored"].encode("ascii"))
+    pair = unwrap_identity(wrapped, passphrase)  # wrong passphrase: UsageError (exit 2)
+    recipient = kit["plan"].get("recipient") or pair.recipient
+    if recipient != pair.recipient:
+        raise UsageError(
+            "The key in this kit does not belong to its plan (the public keys differ).",
+            hint="The kit was edited or mixed with another plan's; use an untouched kit.",
+        )
+    return wrapped, pair
+
+
+def _s3_destinations_for_credentials(
+    kit: dict[str, Any], access_key_id: str | None, secret_access_key: str | None
+) -> list[dict[str, Any]]:
+    """The kit's S3 destinations, which the credentials given (both or neither) will be stored for."""
+    s3_dests = [d for d in kit.get("destinations", []) if d.get("kind") == "s3"]
+    if (access_key_id is None) != (secret_access_key is None):
+        raise UsageError("Pass both --access-key-id and --secret-access-key-file, or neither.")
+    if access_key_id and not s3_dests:
+        raise UsageError(
+            "The kit has no S3 destination to store the credentials for.",
+            hint="Add the bucket with `drgui dest add NAME s3 ...` after the import.",
+        )
+    return s3_dests
+
+
+def _plan_from_kit(kit: dict[str, Any], recipient: str, *, s3_credentials: bool) -> tuple[Plan, list[str]]:
+    """(the plan the kit describes, the sources whose secrets the kit cannot carry)."""
+    info = kit["plan"]
+    plan = Plan(
+        plan_id=str(info["id"]),
+        name=str(info["name"]),
+        recipient=recipient,
+        rto_seconds=int(info.get("rto_seconds", 4 * 3600)),
+        rpo_seconds=int(info.get("rpo_seconds", 24 * 3600)),
+        created=str(info.get("created", "")),
+    )
+    if info.get("schedule"):
+        plan.schedule.update(info["schedule"])
+    plan.contacts = [dict(c) for c in kit.get("contacts", [])]
+    needing = []
+    for raw in kit.get("sources", []):
+        source, needs_secret = _source_from_kit(raw)
+        plan.sources.append(source)
+        if needs_secret:
+            needing.append(source.name)
+    for raw in kit.get("destinations", []):
+        settings = _public_settings(dict(raw.get("settings", {})))
+        if raw.get("kind") == "s3" and s3_credentials:
+            settings["credentials"] = "keyring"  # where the import stores the keys given to it
+        plan.destinations.append(
+            DestConfig(str(raw["name"]), str(raw["kind"]), settings, dict(raw.get("retention", {})))
+        )
+    return plan, needing

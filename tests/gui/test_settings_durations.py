@@ -24,8 +24,16 @@ def test_a_two_unit_duration_shown_unchanged_is_kept(started: App) -> None:  # n
 def test_a_duration_that_cannot_be_read_is_refused_and_the_plan_is_unchanged(started: App) -> None:  # noqa: F811
     page = started.window.pages["settings"]
     before = started.ws.plan.rpo_seconds
-    page.rpo.setText("2h 30m")
+    page.rpo.setText("1y")  # a retention span's unit, not an interval's
     assert not page.save()
-    assert "is not a duration" in page.message.text()
+    assert "is not a time interval" in page.message.text()
     assert started.ws.plan.rpo_seconds == before
     assert started.ws.reload().rpo_seconds == before
+
+
+def test_a_new_two_unit_duration_is_read(started: App) -> None:  # noqa: F811
+    """The notation Settings shows ('2h 30m') is the one it reads, not only when left unchanged."""
+    page = started.window.pages["settings"]
+    page.rpo.setText("2h 30m")
+    assert page.save()
+    assert started.ws.reload().rpo_seconds == 150 * 60

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from drgui.core.engine.extract import (
     index_sha256_of,
 )
 from drgui.core.engine.pipeline import read_part
-from drgui.core.engine.restore_result import RestoreResult
+from drgui.core.engine.restore_result import Check, RestoreResult
 from drgui.core.engine.safety import take_safety_snapshot
 from drgui.core.engine.snapshot import SAFETY_PREFIX, find_part, snapshot_prefix
 from drgui.core.engine.sources.postgres import (
@@ -216,10 +217,10 @@ def _decrypt_to_file(
         raise OperationFailed(f"{part['path']}: decrypted content does not match the manifest; not restored.")
 
 
-def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def compare_row_counts(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[Check]:
     """One check per table of the manifest: the exact row count after restore."""
     found = {(t["schema"], t["table"]): t["rows"] for t in actual}
-    checks = []
+    checks: list[Check] = []
     for table in expected:
         key = (table["schema"], table["table"])
         rows = found.get(key)
@@ -314,13 +315,13 @@ def restore_database(
     else:
         params, password = split_dsn(to_dsn)
     result = RestoreResult(snapshot_id, entry["name"], describe_conninfo(params))
-    part = find_part(entry, "db.dump.zst")
-    if part is None:
+    if find_part(entry, "db.dump.zst") is None:
         raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
     pg_restore = pgtools.find_tool("pg_restore")
     with _connect(params, password, params["dbname"]) as conn:
         server_version_num = int(conn.execute("SHOW server_version_num").fetchone()[0])  # type: ignore[index]
     expected = expected_restore_errors(server_version_num, pgtools.tool_version(pg_restore))
+    argv = _pg_restore_argv(pg_restore, params, jobs=jobs, clean=clean, no_owner=no_owner)
     with contextlib.ExitStack() as stack:
         dump = decrypted_dump
         if dump is None:
@@ -329,44 +330,66 @@ def restore_database(
             dump = workdir / "db.dump"
             decrypt_dump(dest, snapshot_id, entry, identity, dump, cancel, progress)
         cancel.check()
-        argv = [
-            str(pg_restore),
-            "--no-password",
-            f"--jobs={jobs or max(2, os.cpu_count() or 2)}",
-            f"--dbname={make_conninfo(**params)}",
-        ]
-        if clean:
-            argv += ["--clean", "--if-exists"]
-        if no_owner:
-            argv += ["--no-owner", "--no-privileges"]
         progress(Progress("restore", entry["name"], "Running pg_restore"))
         env = stack.enter_context(child_env(password))
-        env["LC_MESSAGES"] = "C"  # its own messages in English: they are counted below
-        process = subprocess.Popen(
-            [*argv, str(dump)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        try:
-            while True:
-                try:
-                    _, stderr = process.communicate(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancel.cancelled:
-                        process.terminate()
-                        process.communicate()
-                        raise Cancelled(
-                            "Restore cancelled; the target database may hold part of the data."
-                        ) from None
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    text = redact(stderr.decode(errors="replace").strip())
-    if process.returncode == 0:
+        returncode, stderr = _run_pg_restore([*argv, str(dump)], env, cancel)
+    _judge_pg_restore(
+        result, returncode, redact(stderr.decode(errors="replace").strip()), expected, server_version_num
+    )
+    progress(Progress("restore", entry["name"], "Counting rows"))
+    with _connect(params, password, params["dbname"]) as conn:
+        actual = count_rows(conn)
+    result.checks.extend(compare_row_counts(entry.get("tables", []), actual))
+    return result
+
+
+def _pg_restore_argv(
+    pg_restore: Path, params: dict[str, str], *, jobs: int | None, clean: bool, no_owner: bool
+) -> list[str]:
+    """pg_restore's arguments, without the dump: the password goes through the child's pgpass, never argv."""
+    argv = [
+        str(pg_restore),
+        "--no-password",
+        f"--jobs={jobs or max(2, os.cpu_count() or 2)}",
+        f"--dbname={make_conninfo(**params)}",
+    ]
+    if clean:
+        argv += ["--clean", "--if-exists"]
+    if no_owner:
+        argv += ["--no-owner", "--no-privileges"]
+    return argv
+
+
+def _run_pg_restore(argv: list[str], env: dict[str, str], cancel: CancelToken) -> tuple[int, bytes]:
+    """(exit code, stderr) of pg_restore; a cancel terminates it (its process group) and raises Cancelled."""
+    env["LC_MESSAGES"] = "C"  # its own messages in English: they are counted by _judge_pg_restore
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        while True:
+            try:
+                _, stderr = process.communicate(timeout=0.5)
+                return process.returncode, stderr
+            except subprocess.TimeoutExpired:
+                if cancel.cancelled:
+                    process.terminate()
+                    process.communicate()
+                    raise Cancelled(
+                        "Restore cancelled; the target database may hold part of the data."
+                    ) from None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def _judge_pg_restore(
+    result: RestoreResult, returncode: int, text: str, expected: tuple[str, ...], server_version_num: int
+) -> None:
+    """pg_restore's outcome as a check: exit 0, only the errors expected of this server (forgiven, said
+    as a warning), or failed with its last lines. `text`: its stderr, redacted."""
+    if returncode == 0:
         result.checks.append({"name": "pg_restore", "ok": True, "detail": "exit 0"})
     elif only_harmless_restore_errors(text, expected):
         result.warnings.append(
@@ -380,11 +403,6 @@ def restore_database(
         lines = text.splitlines()
         result.warnings.append("pg_restore reported errors: " + " | ".join(lines[-5:]))
         result.checks.append({"name": "pg_restore", "ok": False, "detail": " | ".join(lines[-3:])})
-    progress(Progress("restore", entry["name"], "Counting rows"))
-    with _connect(params, password, params["dbname"]) as conn:
-        actual = count_rows(conn)
-    result.checks.extend(compare_row_counts(entry.get("tables", []), actual))
-    return result
 
 
 def _refuse_non_empty(path: Path, overwrite: bool) -> None:
@@ -637,82 +655,21 @@ def restore(
     snapshot_id = resolve_snapshot(dest, snapshot, source_name, complete=True)
     identity = ws.identity()
     manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
-    entry = source_entry(manifest, source_name)
-    kind = entry["kind"]
+    job = _RestoreJob(
+        ws,
+        dest,
+        snapshot_id,
+        source_entry(manifest, source_name),
+        identity,
+        progress,
+        cancel,
+        clean=clean,
+        overwrite=overwrite,
+        no_owner=no_owner,
+    )
     run_id = ws.history.start_run("restore", target=source_name, snapshot_id=snapshot_id)
     try:
-        if kind == "postgres":
-            if not to_dsn:
-                raise UsageError(
-                    "Restoring a database needs --to-dsn.", hint="Name a NEW database, e.g. ..._restore."
-                )
-            result = restore_database(
-                ws,
-                dest,
-                snapshot_id,
-                entry,
-                to_dsn,
-                identity=identity,
-                clean=clean,
-                no_owner=no_owner,
-                progress=progress,
-                cancel=cancel,
-            )
-        elif kind == "s3" and to_bucket:
-            live_name = entry["name"].removeprefix(SAFETY_PREFIX)  # a safety snapshot uses its credentials
-            result = restore_bucket(
-                ws.sources([live_name])[0],
-                dest,
-                snapshot_id,
-                entry,
-                to_bucket,
-                to_prefix,
-                identity=identity,
-                overwrite=overwrite,
-                cancel=cancel,
-                progress=progress,
-                safety_snapshot=lambda target, where: take_safety_snapshot(
-                    ws, where, source_name, progress, cancel, target
-                ),
-            )
-        elif to_dir is None:
-            raise UsageError(
-                f"Restoring a {kind} source needs --to-dir" + (" or --to-bucket." if kind == "s3" else ".")
-            )
-        elif kind in ("folder", "s3"):
-            live = Path(entry.get("path", "")).expanduser() if entry.get("path") else None
-            if live and to_dir.resolve() == live.resolve() and not overwrite:
-                raise UsageError(
-                    f"Refused: {to_dir} is the live folder of source '{source_name}'.",
-                    hint="Restore into a new directory, compare, then move files over.",
-                )
-            _refuse_non_empty(to_dir, overwrite)
-            result = restore_folder(
-                dest,
-                snapshot_id,
-                entry,
-                to_dir,
-                identity=identity,
-                progress=progress,
-                cancel=cancel,
-                scratch_dir=ws.home.scratch_dir,
-                before_replace=lambda: take_safety_snapshot(ws, to_dir, source_name, progress, cancel),
-            )
-        elif kind == "env":
-            result = restore_env(
-                dest,
-                snapshot_id,
-                entry,
-                to_dir,
-                identity=identity,
-                overwrite=overwrite,
-                cancel=cancel,
-                before_replace=lambda file: take_safety_snapshot(ws, file, source_name, progress, cancel),
-            )
-        elif kind == "git":
-            result = restore_git(dest, snapshot_id, entry, to_dir, identity=identity, cancel=cancel)
-        else:
-            raise UsageError(f"Cannot restore a source of kind '{kind}'.")
+        result = _restore_entry(job, to_dsn=to_dsn, to_dir=to_dir, to_bucket=to_bucket, to_prefix=to_prefix)
     except BaseException as error:
         ws.history.finish_run(
             run_id,
@@ -722,3 +679,116 @@ def restore(
         raise
     ws.history.finish_run(run_id, "ok" if result.ok else "failed", detail=result.to_json())
     return result
+
+
+@dataclass(frozen=True)
+class _RestoreJob:
+    """One source of one snapshot being restored, and how (`restore`'s options)."""
+
+    ws: Workspace
+    dest: Destination
+    snapshot_id: str
+    entry: dict[str, Any]
+    identity: str
+    progress: ProgressCallback
+    cancel: CancelToken | None
+    clean: bool = False
+    overwrite: bool = False
+    no_owner: bool = False
+
+    @property
+    def source_name(self) -> str:
+        return str(self.entry["name"])
+
+    def safety_snapshot(self, path: Path) -> str:
+        """Before anything live is replaced: a snapshot of what will be (`safety.take_safety_snapshot`)."""
+        return take_safety_snapshot(self.ws, path, self.source_name, self.progress, self.cancel)
+
+
+def _restore_entry(
+    job: _RestoreJob, *, to_dsn: str | None, to_dir: Path | None, to_bucket: str | None, to_prefix: str
+) -> RestoreResult:
+    """Where the source's kind says it goes: a database (--to-dsn), a bucket (--to-bucket) or a directory."""
+    kind = job.entry["kind"]
+    if kind == "postgres":
+        if not to_dsn:
+            raise UsageError(
+                "Restoring a database needs --to-dsn.", hint="Name a NEW database, e.g. ..._restore."
+            )
+        return restore_database(
+            job.ws,
+            job.dest,
+            job.snapshot_id,
+            job.entry,
+            to_dsn,
+            identity=job.identity,
+            clean=job.clean,
+            no_owner=job.no_owner,
+            progress=job.progress,
+            cancel=job.cancel,
+        )
+    if kind == "s3" and to_bucket:
+        return _restore_to_bucket(job, to_bucket, to_prefix)
+    if to_dir is None:
+        raise UsageError(
+            f"Restoring a {kind} source needs --to-dir" + (" or --to-bucket." if kind == "s3" else ".")
+        )
+    if kind in ("folder", "s3"):
+        return _restore_to_folder(job, to_dir)
+    if kind == "env":
+        return restore_env(
+            job.dest,
+            job.snapshot_id,
+            job.entry,
+            to_dir,
+            identity=job.identity,
+            overwrite=job.overwrite,
+            cancel=job.cancel,
+            before_replace=job.safety_snapshot,
+        )
+    if kind == "git":
+        return restore_git(
+            job.dest, job.snapshot_id, job.entry, to_dir, identity=job.identity, cancel=job.cancel
+        )
+    raise UsageError(f"Cannot restore a source of kind '{kind}'.")
+
+
+def _restore_to_bucket(job: _RestoreJob, to_bucket: str, to_prefix: str) -> RestoreResult:
+    live_name = job.source_name.removeprefix(SAFETY_PREFIX)  # a safety snapshot uses its credentials
+    return restore_bucket(
+        job.ws.sources([live_name])[0],
+        job.dest,
+        job.snapshot_id,
+        job.entry,
+        to_bucket,
+        to_prefix,
+        identity=job.identity,
+        overwrite=job.overwrite,
+        cancel=job.cancel,
+        progress=job.progress,
+        safety_snapshot=lambda target, where: take_safety_snapshot(
+            job.ws, where, job.source_name, job.progress, job.cancel, target
+        ),
+    )
+
+
+def _restore_to_folder(job: _RestoreJob, to_dir: Path) -> RestoreResult:
+    """A folder (or bucket) into a new or empty directory; over the live folder only with --overwrite."""
+    live = Path(job.entry.get("path", "")).expanduser() if job.entry.get("path") else None
+    if live and to_dir.resolve() == live.resolve() and not job.overwrite:
+        raise UsageError(
+            f"Refused: {to_dir} is the live folder of source '{job.source_name}'.",
+            hint="Restore into a new directory, compare, then move files over.",
+        )
+    _refuse_non_empty(to_dir, job.overwrite)
+    return restore_folder(
+        job.dest,
+        job.snapshot_id,
+        job.entry,
+        to_dir,
+        identity=job.identity,
+        progress=job.progress,
+        cancel=job.cancel,
+        scratch_dir=job.ws.home.scratch_dir,
+        before_replace=lambda: job.safety_snapshot(to_dir),
+    )

@@ -4,7 +4,15 @@ without importing the restore operation that dispatches to it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+
+class Check(TypedDict):
+    """One thing a restore verified: what, whether it held, what was seen (the `checks` of `--json`)."""
+
+    name: str
+    ok: bool
+    detail: str
 
 
 @dataclass
@@ -12,7 +20,7 @@ class RestoreResult:
     snapshot_id: str
     source: str
     target: str
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     safety_snapshot: str | None = None  # taken before an --overwrite replaced anything (design section 7)
 

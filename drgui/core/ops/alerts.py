@@ -13,11 +13,12 @@ from typing import Any
 
 from drgui.core.ops.audit import failed_verification
 from drgui.core.ops.history import Run
+from drgui.core.ops.runstatus import SUCCESS
 from drgui.core.plan.workspace import Workspace
+from drgui.core.timing.clock import format_iso, parse_iso_or_none
 
 DEFAULT_STALE_DAYS = 3
 DEFAULT_SIZE_CHANGE_PERCENT = 50.0
-SUCCESS = ("ok", "partial")  # a partial backup is complete on at least one destination
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,6 @@ def thresholds(ws: Workspace) -> tuple[int, float]:
     )
 
 
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else None
-
-
 def source_bytes(run: Run) -> dict[str, int]:
     """Per-source bytes a backup run recorded in its detail (`BackupResult.to_json()`); a source that
     run could not back up (`"ok": false`) is not in it, so it neither counts as a success nor as 0 bytes."""
@@ -61,13 +55,13 @@ def compute_alerts(ws: Workspace, now: datetime) -> list[Alert]:
     """Every alert that holds at `now` (an aware datetime), one list for the dashboard and the webhook."""
     stale_days, size_percent = thresholds(ws)
     successes = [r for r in ws.history.runs("backup", limit=10_000) if r.status in SUCCESS]  # newest first
-    plan_created = _time(ws.plan.created)
+    plan_created = parse_iso_or_none(ws.plan.created)
     alerts: list[Alert] = []
     for source in ws.plan.sources:
         runs = [
             (run, source_bytes(run)[source.name]) for run in successes if source.name in source_bytes(run)
         ]
-        last = _time(runs[0][0].finished or runs[0][0].started) if runs else None
+        last = runs[0][0].ended_at if runs else None
         since = last or plan_created
         if since is not None and now - since > timedelta(days=stale_days):
             days = (now - since).days
@@ -77,7 +71,7 @@ def compute_alerts(ws: Workspace, now: datetime) -> list[Alert]:
                 else f"Source '{source.name}' has never been backed up successfully ({days} days)."
             )
             alerts.append(
-                Alert("stale", source.name, message, {"last_success": last.isoformat() if last else None})
+                Alert("stale", source.name, message, {"last_success": format_iso(last) if last else None})
             )
         if len(runs) >= 2:
             current, previous = runs[0][1], runs[1][1]

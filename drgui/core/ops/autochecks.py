@@ -11,19 +11,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from drgui.core.ops.history import Run
+from drgui.core.ops.runstatus import FAILED, OK, SUCCESS
 from drgui.core.plan.config import format_duration
 from drgui.core.plan.workspace import Workspace
 
 CheckResult = tuple[bool, str]
-SUCCESS = ("ok", "partial")
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _ended(run: Run) -> datetime:
-    return _time(run.finished) or _time(run.started)  # type: ignore[return-value]
 
 
 def _backed_up_sources(run: Run) -> list[str]:
@@ -38,8 +30,8 @@ def backup_within_rpo(ws: Workspace, now: datetime) -> CheckResult:
         last = next((r for r in runs if source.name in _backed_up_sources(r)), None)
         if last is None:
             late.append(f"{source.name}: never")
-        elif (now - _ended(last)).total_seconds() > target:
-            late.append(f"{source.name}: {format_duration((now - _ended(last)).total_seconds())} ago")
+        elif (now - last.ended_at).total_seconds() > target:
+            late.append(f"{source.name}: {format_duration((now - last.ended_at).total_seconds())} ago")
     if not ws.plan.sources:
         return False, "the plan has no source"
     if late:
@@ -51,10 +43,10 @@ def _last_ok_within(
     ws: Workspace, now: datetime, kind: str, days: int, *, never: str, what: str
 ) -> CheckResult:
     """The last ok run of `kind` ended at most `days` days before now: "<what> <age> ago"."""
-    last = ws.history.last_run(kind, status="ok")
+    last = ws.history.last_run(kind, status=OK)
     if last is None:
         return False, never
-    age = now - _ended(last)
+    age = now - last.ended_at
     if age > timedelta(days=days):
         return False, f"{what} {age.days} days ago"
     return True, f"{what} {format_duration(age.total_seconds())} ago"
@@ -83,11 +75,11 @@ def s3_queue_empty(ws: Workspace, now: datetime) -> CheckResult:
 
 def no_failed_backups_7_days(ws: Workspace, now: datetime) -> CheckResult:
     since = now - timedelta(days=7)
-    failed = [r for r in ws.history.runs("backup") if r.status == "failed" and _ended(r) >= since]
+    failed = [r for r in ws.history.runs("backup") if r.status == FAILED and r.ended_at >= since]
     if failed:
         return (
             False,
-            f"{len(failed)} failed backup(s), last at {_ended(failed[0]).isoformat(timespec='minutes')}",
+            f"{len(failed)} failed backup(s), last at {failed[0].ended_at.isoformat(timespec='minutes')}",
         )
     return True, "no failed backup in 7 days"
 
@@ -97,12 +89,12 @@ def verify_latest_ok(ws: Workspace, now: datetime) -> CheckResult:
     if last is None:
         return False, "no snapshot yet"
     verified = {
-        r.target for r in ws.history.runs("verify") if r.snapshot_id == last.snapshot_id and r.status == "ok"
+        r.target for r in ws.history.runs("verify") if r.snapshot_id == last.snapshot_id and r.status == OK
     }
     failed = {
         r.target
         for r in ws.history.runs("verify")
-        if r.target is not None and r.snapshot_id == last.snapshot_id and r.status == "failed"
+        if r.target is not None and r.snapshot_id == last.snapshot_id and r.status == FAILED
     }
     dests = [d.name for d in ws.plan.destinations]
     missing = [d for d in dests if d not in verified]

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from drgui.core.errors import UsageError
+from drgui.core.timing.clock import format_iso, parse_iso_or_none
 
 AUTO_CHECKS: Mapping[str, str] = MappingProxyType(
     {
@@ -590,14 +591,14 @@ class ChecklistRun:
         return {
             "format": _RUN_FORMAT,
             "checklist": _checklist_to_dict(self.checklist),
-            "started": self.started.isoformat(),
-            "finished": self.finished.isoformat() if self.finished else None,
+            "started": format_iso(self.started),
+            "finished": format_iso(self.finished) if self.finished else None,
             "states": [
                 {
                     "item_id": state.item_id,
                     "done": state.done,
                     "by": state.by,
-                    "at": state.at.isoformat() if state.at else None,
+                    "at": format_iso(state.at) if state.at else None,
                     "note": state.note,
                     "auto": state.auto,
                     "detail": state.detail,
@@ -620,7 +621,7 @@ class ChecklistRun:
                     item_id=raw["item_id"],
                     done=bool(raw["done"]),
                     by=raw.get("by"),
-                    at=_parse_time(raw.get("at")),
+                    at=parse_iso_or_none(raw.get("at")),
                     note=raw.get("note"),
                     auto=bool(raw.get("auto", False)),
                     detail=raw.get("detail"),
@@ -629,9 +630,9 @@ class ChecklistRun:
             }
             return cls(
                 checklist=checklist,
-                started=_parse_time(data["started"]) or _missing("started"),
+                started=parse_iso_or_none(data["started"]) or _missing("started"),
                 states=states,
-                finished=_parse_time(data.get("finished")),
+                finished=parse_iso_or_none(data.get("finished")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"Damaged {origin}: {exc!r}.") from None
@@ -721,10 +722,6 @@ def _checklist_to_dict(checklist: Checklist) -> dict[str, Any]:
 def _require_aware(moment: datetime, name: str) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime")
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 def _missing(name: str) -> datetime:

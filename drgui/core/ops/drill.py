@@ -43,6 +43,7 @@ from drgui.core.engine.restore import (
     restore_folder,
     restore_git,
 )
+from drgui.core.engine.restore_result import Check
 from drgui.core.engine.scratch import private_dir, sweep_stale
 from drgui.core.engine.snapshot import snapshot_time
 from drgui.core.engine.sources.base import pump_in_thread
@@ -50,12 +51,13 @@ from drgui.core.engine.sources.envfile import env_keys
 from drgui.core.engine.sources.postgres import describe_conninfo, schema_fingerprint, split_dsn
 from drgui.core.engine.verify import load_manifest, verify_snapshot
 from drgui.core.errors import Cancelled, DrguiError, UsageError
-from drgui.core.ops import autochecks, checklists
+from drgui.core.ops import autochecks, checklists, runstatus
 from drgui.core.pg import pgtools
 from drgui.core.pg.pgtools import EmbeddedCluster
 from drgui.core.plan.config import format_duration
 from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
+from drgui.core.timing.clock import format_iso, parse_iso, parse_iso_or_none
 
 DRILL_STEPS: tuple[tuple[str, str], ...] = (
     ("snapshot", "Choose the snapshot and destination"),
@@ -89,6 +91,12 @@ class Answer:
     at: datetime | None = None
 
 
+class DrillCheck(Check):
+    """A restore check, and the drill step (`DRILL_STEPS`) it belongs to."""
+
+    step: str
+
+
 @dataclass
 class DrillResult:
     drill_id: str
@@ -98,7 +106,7 @@ class DrillResult:
     scratch: str
     started: datetime
     finished: datetime | None = None
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[DrillCheck] = field(default_factory=list)
     rto_seconds: float | None = None
     rpo_seconds: float | None = None
     rto_target: int = 0
@@ -118,7 +126,7 @@ class DrillResult:
         return bool(self.checks) and all(c["ok"] for c in self.checks)
 
     @property
-    def failed_checks(self) -> list[dict[str, Any]]:
+    def failed_checks(self) -> list[DrillCheck]:
         return [c for c in self.checks if not c["ok"]]
 
     def checklist_run(self) -> checklists.ChecklistRun | None:
@@ -132,8 +140,8 @@ class DrillResult:
             "snapshot": self.snapshot_id,
             "destination": self.destination,
             "scratch": self.scratch,
-            "started": self.started.isoformat(),
-            "finished": self.finished.isoformat() if self.finished else None,
+            "started": format_iso(self.started),
+            "finished": format_iso(self.finished) if self.finished else None,
             "rto_seconds": self.rto_seconds,
             "rpo_seconds": self.rpo_seconds,
             "rto_target_seconds": self.rto_target,
@@ -147,15 +155,15 @@ class DrillResult:
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-safe: saved next to the report so a sign-off can rewrite it later."""
         data = asdict(self)
-        data["started"] = self.started.isoformat()
-        data["finished"] = self.finished.isoformat() if self.finished else None
+        data["started"] = format_iso(self.started)
+        data["finished"] = format_iso(self.finished) if self.finished else None
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DrillResult:
         values = dict(data)
-        values["started"] = datetime.fromisoformat(values["started"])
-        values["finished"] = datetime.fromisoformat(values["finished"]) if values.get("finished") else None
+        values["started"] = parse_iso(values["started"])
+        values["finished"] = parse_iso_or_none(values.get("finished"))
         return cls(**values)
 
 
@@ -167,8 +175,8 @@ def new_drill_id(start: datetime) -> str:
     return "drill-" + start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def _check(result: DrillResult, step: str, name: str, ok: bool, detail: str) -> dict[str, Any]:
-    check = {"step": step, "name": name, "ok": bool(ok), "detail": detail}
+def _check(result: DrillResult, step: str, name: str, ok: bool, detail: str) -> DrillCheck:
+    check: DrillCheck = {"step": step, "name": name, "ok": bool(ok), "detail": detail}
     result.checks.append(check)
     return check
 
@@ -379,6 +387,20 @@ class _Stepper:
         self.progress(Progress(step, source, message))
 
 
+@dataclass
+class _DrillRun:
+    """What every restore-and-check step of one drill works with."""
+
+    ws: Workspace
+    dest: Destination
+    identity: str
+    result: DrillResult
+    scratch: _Scratch
+    workdir: Path
+    step: _Stepper
+    cancel: CancelToken
+
+
 def _restore_and_check(
     ws: Workspace,
     dest: Destination,
@@ -389,99 +411,144 @@ def _restore_and_check(
     step: _Stepper,
     cancel: CancelToken,
 ) -> None:
-    snapshot_id = result.snapshot_id
-    try:
-        manifest: dict[str, Any] | None = load_manifest(dest, dest.read_index(snapshot_id), identity)
-    except DrguiError as error:
-        manifest, manifest_error = None, error.message
+    run = _DrillRun(ws, dest, identity, result, scratch, workdir, step, cancel)
+    manifest, manifest_error = _read_manifest(dest, result.snapshot_id, identity)
     databases = [e for e in manifest["sources"] if e["kind"] == "postgres"] if manifest else []
-    # The scratch server starts (initdb + postgres, about a second) while we verify and decrypt.
-    starter: threading.Thread | None = None
-    start_errors: list[BaseException] = []
-    if databases:
-        step("scratch", "Starting a scratch PostgreSQL")
-        major = int(databases[0].get("server_version_num", 0)) // 10000 or None
-        starter, start_errors = pump_in_thread(scratch.start, major)
-    try:
-        step("verify", f"Verifying {snapshot_id} on {dest.name}")
-        verify = verify_snapshot(dest, snapshot_id, progress=step.progress, cancel=cancel)
-        for problem in verify.problems:
-            _check(result, "verify", f"verify {problem.split(':', 1)[0]}", False, problem)
-        if verify.ok:
-            _check(result, "verify", "verify", True, f"{len(verify.checked)} files match the index")
-        verify_run = ws.history.start_run("verify", target=dest.name, snapshot_id=snapshot_id)
-        ws.history.finish_run(verify_run, "ok" if verify.ok else "failed", detail=verify.to_json())
-        cancel.check()
-        first_dump = workdir / "first.dump" if databases else None
-        if first_dump is not None:
-            try:
-                decrypt_dump(dest, snapshot_id, databases[0], identity, first_dump, cancel, step.progress)
-            except (Cancelled, UsageError):
-                raise
-            except DrguiError as error:
-                _check(result, "restore", f"restore {databases[0]['name']}", False, error.message)
-                first_dump = None
-    finally:
-        if starter is not None:
-            starter.join()
-    if start_errors:
-        raise start_errors[0]
+    first_dump = _verify_while_scratch_starts(run, databases)
     if manifest is None:
         _check(result, "verify", "manifest", False, manifest_error)
         return
     entries = manifest["sources"]
     result.sources = [{"name": e["name"], "kind": e["kind"]} for e in entries]
-    restored: dict[str, tuple[str, str | None]] = {}
     if databases:
-        result.scratch = scratch.description
-        step("scratch", f"Scratch server: {scratch.description}")
-        for index, entry in enumerate(databases):
-            cancel.check()
-            if index == 0 and first_dump is None:
-                continue  # its dump could not be decrypted: already a failed check
-            restored_db = _restore_one_database(
-                ws,
-                dest,
-                identity,
-                result,
-                scratch,
-                entry,
-                index,
-                workdir,
-                step,
-                cancel,
-                first_dump if index == 0 else None,
-            )
-            if restored_db:
-                restored[entry["name"]] = restored_db
-        _smoke(ws, result, databases, restored, step)
+        _restore_databases(run, databases, first_dump)
     cancel.check()
     for entry in entries:
         cancel.check()
-        target = workdir / entry["name"]
-        try:
-            if entry["kind"] in ("folder", "s3"):
-                step("files", f"Restoring {entry['name']} to a temp folder", entry["name"])
-                target.mkdir()
-                restored_files = restore_folder(
-                    dest, snapshot_id, entry, target, identity=identity, progress=step.progress, cancel=cancel
-                )
-                for check in restored_files.checks:
-                    _check(result, "files", f"files {entry['name']}", check["ok"], check["detail"])
-            elif entry["kind"] == "env":
-                step("env", f"Checking the key names of {entry['name']}", entry["name"])
-                _check_env(dest, snapshot_id, entry, target, identity, result, cancel)
-            elif entry["kind"] == "git":
-                step("files", f"Cloning {entry['name']} from its bundle", entry["name"])
-                restored_git = restore_git(dest, snapshot_id, entry, target, identity=identity, cancel=cancel)
-                for check in restored_git.checks:
-                    _check(result, "files", f"git {entry['name']}", check["ok"], f"HEAD {check['detail']}")
-        except (Cancelled, UsageError):
-            raise
-        except DrguiError as error:
-            _check(result, "files", f"restore {entry['name']}", False, error.message)
-        except OSError as error:
-            _check(result, "files", f"restore {entry['name']}", False, f"{type(error).__name__}: {error}")
+        _restore_files(run, entry)
+
+
+def _read_manifest(dest: Destination, snapshot_id: str, identity: str) -> tuple[dict[str, Any] | None, str]:
+    """(the manifest, "") or (None, why it cannot be read): a failed check, not a failed drill."""
+    try:
+        return load_manifest(dest, dest.read_index(snapshot_id), identity), ""
+    except DrguiError as error:
+        return None, error.message
+
+
+def _verify_while_scratch_starts(run: _DrillRun, databases: list[dict[str, Any]]) -> Path | None:
+    """Verify the snapshot and decrypt the first dump while the scratch server starts (initdb + postgres,
+    about a second) in a thread; the decrypted dump, or None (no database, or it failed: a check)."""
+    starter: threading.Thread | None = None
+    start_errors: list[BaseException] = []
+    if databases:
+        run.step("scratch", "Starting a scratch PostgreSQL")
+        major = int(databases[0].get("server_version_num", 0)) // 10000 or None
+        starter, start_errors = pump_in_thread(run.scratch.start, major)
+    try:
+        _verify(run)
+        run.cancel.check()
+        first_dump = _decrypt_first_dump(run, databases[0]) if databases else None
+    finally:
+        if starter is not None:
+            starter.join()
+    if start_errors:
+        raise start_errors[0]
+    return first_dump
+
+
+def _verify(run: _DrillRun) -> None:
+    """`verify` of the snapshot as a drill step: its problems become checks, and it is a verify run."""
+    snapshot_id, dest = run.result.snapshot_id, run.dest
+    run.step("verify", f"Verifying {snapshot_id} on {dest.name}")
+    verify = verify_snapshot(dest, snapshot_id, progress=run.step.progress, cancel=run.cancel)
+    for problem in verify.problems:
+        _check(run.result, "verify", f"verify {problem.split(':', 1)[0]}", False, problem)
+    if verify.ok:
+        _check(run.result, "verify", "verify", True, f"{len(verify.checked)} files match the index")
+    verify_run = run.ws.history.start_run("verify", target=dest.name, snapshot_id=snapshot_id)
+    run.ws.history.finish_run(
+        verify_run, runstatus.OK if verify.ok else runstatus.FAILED, detail=verify.to_json()
+    )
+
+
+def _decrypt_first_dump(run: _DrillRun, entry: dict[str, Any]) -> Path | None:
+    path = run.workdir / "first.dump"
+    try:
+        decrypt_dump(
+            run.dest, run.result.snapshot_id, entry, run.identity, path, run.cancel, run.step.progress
+        )
+    except (Cancelled, UsageError):
+        raise
+    except DrguiError as error:
+        _check(run.result, "restore", f"restore {entry['name']}", False, error.message)
+        return None
+    return path
+
+
+def _restore_databases(run: _DrillRun, databases: list[dict[str, Any]], first_dump: Path | None) -> None:
+    """Each database into the scratch server, its rows and schema compared, then the smoke queries."""
+    restored: dict[str, tuple[str, str | None]] = {}
+    run.result.scratch = run.scratch.description
+    run.step("scratch", f"Scratch server: {run.scratch.description}")
+    for index, entry in enumerate(databases):
+        run.cancel.check()
+        if index == 0 and first_dump is None:
+            continue  # its dump could not be decrypted: already a failed check
+        restored_db = _restore_one_database(
+            run.ws,
+            run.dest,
+            run.identity,
+            run.result,
+            run.scratch,
+            entry,
+            index,
+            run.workdir,
+            run.step,
+            run.cancel,
+            first_dump if index == 0 else None,
+        )
+        if restored_db:
+            restored[entry["name"]] = restored_db
+    _smoke(run.ws, run.result, databases, restored, run.step)
+
+
+def _restore_files(run: _DrillRun, entry: dict[str, Any]) -> None:
+    """A folder, bucket, .env or git source restored into the work dir and checked; a failure is a check."""
+    try:
+        _restore_files_of_kind(run, entry, run.workdir / entry["name"])
+    except (Cancelled, UsageError):
+        raise
+    except DrguiError as error:
+        _check(run.result, "files", f"restore {entry['name']}", False, error.message)
+    except OSError as error:
+        _check(run.result, "files", f"restore {entry['name']}", False, f"{type(error).__name__}: {error}")
+
+
+def _restore_files_of_kind(run: _DrillRun, entry: dict[str, Any], target: Path) -> None:
+    dest, snapshot_id, result, name = run.dest, run.result.snapshot_id, run.result, entry["name"]
+    if entry["kind"] in ("folder", "s3"):
+        run.step("files", f"Restoring {name} to a temp folder", name)
+        target.mkdir()
+        restored_files = restore_folder(
+            dest,
+            snapshot_id,
+            entry,
+            target,
+            identity=run.identity,
+            progress=run.step.progress,
+            cancel=run.cancel,
+        )
+        for check in restored_files.checks:
+            _check(result, "files", f"files {name}", check["ok"], check["detail"])
+    elif entry["kind"] == "env":
+        run.step("env", f"Checking the key names of {name}", name)
+        _check_env(dest, snapshot_id, entry, target, run.identity, result, run.cancel)
+    elif entry["kind"] == "git":
+        run.step("files", f"Cloning {name} from its bundle", name)
+        restored_git = restore_git(dest, snapshot_id, entry, target, identity=run.identity, cancel=run.cancel)
+        for check in restored_git.checks:
+            _check(result, "files", f"git {name}", check["ok"], f"HEAD {check['detail']}")
 
 
 def _restore_one_database(
@@ -665,9 +732,9 @@ def largest_backup_gap(ws: Workspace, at: datetime) -> float | None:
     """Largest time between two consecutive successful backups in the 30 days before `at` (None: < 2)."""
     since = at - GAP_WINDOW
     times = sorted(
-        datetime.fromisoformat(r.started)
+        r.started_at
         for r in ws.history.runs("backup", limit=10000)
-        if r.status in autochecks.SUCCESS and datetime.fromisoformat(r.started) >= since
+        if r.status in runstatus.SUCCESS and r.started_at >= since
     )
     if len(times) < 2:
         return None

@@ -30,6 +30,7 @@ from typing import Any
 
 from drgui.core.engine.fsutil import atomic_writer
 from drgui.core.plan.secrets import redact
+from drgui.core.timing.clock import parse_iso, parse_iso_or_none
 
 log = logging.getLogger(__name__)
 GENESIS = "0" * 64
@@ -124,6 +125,19 @@ class Run:
     snapshot_id: str | None
     target: str | None
     detail: dict[str, Any]
+
+    @property
+    def started_at(self) -> datetime:
+        return parse_iso(self.started)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return parse_iso_or_none(self.finished)
+
+    @property
+    def ended_at(self) -> datetime:
+        """When the run finished, or when it started if it never did."""
+        return self.finished_at or self.started_at
 
 
 @dataclass(frozen=True)

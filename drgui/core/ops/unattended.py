@@ -28,6 +28,7 @@ from drgui.core.plan.lock import HomeLock, LockHeld
 from drgui.core.plan.workspace import Workspace
 from drgui.core.platform import desktop_notify
 from drgui.core.timing import schedule
+from drgui.core.timing.clock import format_iso, parse_iso, parse_iso_or_none
 
 UNATTENDED_EVENT = "drill.unattended"
 SIGNED_EVENT = "drill.signed"
@@ -50,15 +51,15 @@ def last_attempt(ws: Workspace) -> datetime | None:
     """Start of the newest drill run of any outcome (a drill by hand after the slot covers it too), or of
     an unattended drill that could not start (no snapshot yet...): one try per slot, not one per call."""
     runs = ws.history.runs("drill", limit=1)
-    times = [datetime.fromisoformat(runs[0].started)] if runs else []
+    times = [runs[0].started_at] if runs else []
     failed_starts = [e for e in ws.history.events() if e["kind"] == UNATTENDED_EVENT and "error" in e["data"]]
     if failed_starts:
-        times.append(datetime.fromisoformat(failed_starts[-1]["time"]))
+        times.append(parse_iso(failed_starts[-1]["time"]))
     return max(times) if times else None
 
 
 def evaluate(ws: Workspace, now: datetime, tz: tzinfo, *, started_at: datetime | None = None) -> schedule.Due:
-    created = datetime.fromisoformat(ws.plan.created) if ws.plan.created else None
+    created = parse_iso_or_none(ws.plan.created)
     return schedule.evaluate(rule(ws), last_attempt(ws), now, tz, created=created, started_at=started_at)
 
 
@@ -92,7 +93,7 @@ class UnattendedDrill:
             "due": self.due.due,
             "enabled": self.enabled,
             "reason": self.due.reason,
-            "run_at": self.due.run_at.isoformat() if self.due.run_at else None,
+            "run_at": format_iso(self.due.run_at) if self.due.run_at else None,
         }
         if self.dry_run:
             data["would_run"] = self.would_run

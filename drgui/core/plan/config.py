@@ -23,20 +23,42 @@ from drgui.core.timing.schedule import PRESETS
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 SOURCE_KINDS = ("postgres", "folder", "env", "s3", "git")
 DEST_KINDS = ("local", "s3", "drive")
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_INTERVAL_RE = re.compile(r"^\s*(?:\d+\s*[smhdw]\s*)+$")
+_INTERVAL_PART_RE = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Units of the other grammar (retention spans: y = years, m = months) and spelled-out words a reader might try.
+_NOT_INTERVAL_RE = re.compile(
+    r"\d\s*(y|mo|months?|years?|min|mins|minutes?|hours?|days?|weeks?|sec|seconds?)(?![a-z])"
+)
+_INTERVAL_HINT = "Write numbers with units s, m (minutes), h, d, w, e.g. 30m, 4h, 1d 12h, 2w."
 
 
-def parse_duration(text: str | int) -> int:
-    """'4h' -> 14400 seconds. Accepts s, m, h, d, w."""
-    if isinstance(text, int):
+def parse_interval(text: str | int) -> int:
+    """A time interval (RTO, RPO) in seconds: '4h' -> 14400, '1d 2h' (or '1d2h', as saved) -> 93600.
+
+    Units s, m (minutes), h, d, w: fixed lengths of time. A retention span ('1y2m', m = months) is a
+    different grammar (`drgui.core.timing.retention.parse_retention_span`) and is refused here by name."""
+    if isinstance(text, int) and not isinstance(text, bool):
         return text
-    match = _DURATION_RE.match(text)
-    if not match:
-        raise UsageError(
-            f"'{text}' is not a duration.", hint="Write a number and a unit, e.g. 30m, 4h, 24h, 2d."
-        )
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not isinstance(text, str):
+        raise UsageError(f"{text!r} is not a time interval.", hint=_INTERVAL_HINT)
+    if text.strip() == "0":
+        return 0
+    if not _INTERVAL_RE.match(text):
+        other = _NOT_INTERVAL_RE.search(text)
+        if other and other.group(1) in ("y", "mo", "month", "months", "year", "years"):
+            raise UsageError(
+                f"'{text}' is not a time interval: '{other.group(1)}' is a calendar unit of retention spans "
+                "(y = years, m = months there), which have no fixed length.",
+                hint=_INTERVAL_HINT + " Here m means minutes.",
+            )
+        if other:
+            raise UsageError(
+                f"'{text}' is not a time interval: write '{other.group(1)}' as one letter.",
+                hint=_INTERVAL_HINT,
+            )
+        raise UsageError(f"'{text}' is not a time interval.", hint=_INTERVAL_HINT)
+    return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _INTERVAL_PART_RE.findall(text))
 
 
 def format_duration(seconds: float) -> str:
@@ -230,14 +252,13 @@ def _entry(section: str, raw: Any, where: str) -> tuple[str, str, dict[str, Any]
     return name, kind, raw
 
 
-def _parse_rto(text: str) -> int:
-    """Durations are saved as '1d 2h' squashed ('1d2h'); read both forms."""
-    total = 0
-    for number, unit in re.findall(r"(\d+)\s*([smhdw])", text):
-        total += int(number) * _UNIT_SECONDS[unit]
-    if not total and text.strip() not in ("0s", "0"):
-        return parse_duration(text)
-    return total
+def _interval_setting(plan: dict[str, Any], key: str, default: str, where: str) -> int:
+    """[plan] rto / rpo: saved as format_duration squashed ('1d2h'); read with the one interval grammar."""
+    text = str(plan.get(key, default))
+    try:
+        return parse_interval(text)
+    except UsageError as error:
+        raise UsageError(f"{where}: [plan] {key}: {error.message}", hint=error.hint) from None
 
 
 def plan_from_toml(data: dict[str, Any], where: str = "config.toml") -> Plan:
@@ -255,8 +276,8 @@ def plan_from_toml(data: dict[str, Any], where: str = "config.toml") -> Plan:
             plan_id=str(plan["id"]),
             name=str(plan["name"]),
             recipient=str(plan["recipient"]),
-            rto_seconds=_parse_rto(str(plan.get("rto", "4h"))),
-            rpo_seconds=_parse_rto(str(plan.get("rpo", "24h"))),
+            rto_seconds=_interval_setting(plan, "rto", "4h", where),
+            rpo_seconds=_interval_setting(plan, "rpo", "24h", where),
             created=str(plan.get("created", "")),
         )
     except KeyError as missing:

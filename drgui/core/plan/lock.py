@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from drgui.core.errors import OperationFailed
+from drgui.core.timing.clock import format_iso, parse_iso
 
 LOCK_NAME = "backup.lock"
 """The lock file's name inside a plan home (the same as `Home.lock_path`)."""
@@ -165,7 +166,7 @@ class HomeLock:
             "pid": os.getpid(),
             "purpose": self.purpose,
             "program": _program_name(),
-            "since": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "since": format_iso(datetime.now().astimezone(), timespec="seconds"),
         }
         data = json.dumps(info).encode()
         os.ftruncate(fd, 0)
@@ -232,10 +233,10 @@ def _format_since(since: object) -> str | None:
     if not isinstance(since, str):
         return None
     try:
-        moment = datetime.fromisoformat(since)
+        moment = parse_iso(since)
     except ValueError:
         return None
-    now = datetime.now(moment.tzinfo) if moment.tzinfo else datetime.now()
+    now = datetime.now(moment.tzinfo)
     if timedelta(0) <= now - moment < timedelta(hours=20):
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S")

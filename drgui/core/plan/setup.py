@@ -20,7 +20,7 @@ from drgui.core.plan.config import (
     Plan,
     SourceConfig,
     check_name,
-    parse_duration,
+    parse_interval,
 )
 from drgui.core.plan.home import Home
 from drgui.core.plan.secrets import DEST_SECRET_FIELDS, SOURCE_SECRET_FIELDS, SecretStore, require_keyring
@@ -46,8 +46,8 @@ def init_plan(home: Home, name: str, passphrase: str, *, rto: str = "4h", rpo: s
         plan_id=Plan.new_id(),
         name=name,
         recipient=pair.recipient,
-        rto_seconds=parse_duration(rto),
-        rpo_seconds=parse_duration(rpo),
+        rto_seconds=parse_interval(rto),
+        rpo_seconds=parse_interval(rpo),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     home.ensure()

@@ -21,6 +21,7 @@ host/path grouping and ``--keep-unique``:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -34,7 +35,7 @@ __all__ = [
     "Keep",
     "Policy",
     "RetentionPlan",
-    "parse_duration",
+    "parse_retention_span",
     "plan",
 ]
 
@@ -48,6 +49,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _US_PER_HOUR = 3_600_000_000
 _US_PER_DAY = 24 * _US_PER_HOUR
+
+
+def _refuse_interval_units(text: str) -> None:
+    """'30min', '90s', '2w': units of a time interval, which a retention span does not have."""
+    match = re.search(r"\d\s*(min(?:ute)?s?|s(?:ec(?:ond)?s?)?|w(?:eeks?)?)(?![a-z])", text.strip())
+    if match is None:
+        return
+    unit = match.group(1)
+    meaning = "minutes" if unit.startswith("m") else "seconds" if unit.startswith("s") else "weeks"
+    raise UsageError(
+        f"invalid duration {text!r}: {unit!r} ({meaning}) is a time-interval unit; a retention span counts in "
+        "y, m (months, not minutes), d and h",
+        hint=_DURATION_HINT + (" (for weeks, write days: 2w is 14d)" if meaning == "weeks" else ""),
+    )
 
 
 @dataclass(frozen=True)
@@ -71,14 +86,17 @@ class Duration:
         return "".join(f"{number}{unit}" for number, unit in parts if number != 0)
 
 
-def parse_duration(text: str) -> Duration:
-    """Parse restic's duration syntax: numbers with units y, m, d, h, in any order, e.g. '1y2m3d3h'.
+def parse_retention_span(text: str) -> Duration:
+    """Parse restic's duration syntax for `within*` rules: numbers with units y, m, d, h, in any order,
+    e.g. '1y2m3d3h'. Here m means months: a time interval's units (s, m = minutes, w; `plan.config.
+    parse_interval`) and spelled-out minutes are refused by name rather than read as something else.
 
     Like restic: surrounding whitespace is ignored, "" is the zero duration, a number may be negative,
     and a unit given twice keeps the last value.
     """
     if not isinstance(text, str):
         raise UsageError(f"invalid duration {text!r}: expected a string", hint=_DURATION_HINT)
+    _refuse_interval_units(text)
     rest = text.strip()
     values = {"y": 0, "m": 0, "d": 0, "h": 0}
     while rest:
@@ -150,7 +168,7 @@ class Policy:
                     hint=f"set for example {name} = 7, or {name} = -1 to keep one per bucket without limit",
                 )
         for name in _WITHIN_FIELDS:
-            duration = parse_duration(getattr(self, name))
+            duration = parse_retention_span(getattr(self, name))
             if duration.has_negative():
                 raise UsageError(
                     f"invalid retention duration {name} = {getattr(self, name)!r}: negative values are not "
@@ -160,7 +178,7 @@ class Policy:
 
     def durations(self) -> dict[str, Duration]:
         """The parsed duration of every ``within*`` rule, by field name."""
-        return {name: parse_duration(getattr(self, name)) for name in _WITHIN_FIELDS}
+        return {name: parse_retention_span(getattr(self, name)) for name in _WITHIN_FIELDS}
 
     def is_empty(self) -> bool:
         """True when no rule is on (restic's ``Empty``): such a policy removes nothing."""

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 
 from drgui.core import fmt
 from drgui.core.errors import DrguiError
-from drgui.core.plan.config import format_duration, parse_duration
+from drgui.core.plan.config import format_duration, parse_interval
 from drgui.core.plan.secrets import backend_status
 from drgui.core.plan.workspace import Workspace
 from drgui.core.timing import schedule
@@ -98,7 +98,7 @@ def offsite_text(ws: Workspace) -> str:
 def edited_duration(text: str, current: int) -> int:
     """The field shows format_duration ('1h 30m'); unchanged text keeps the value, new text is parsed."""
     text = text.strip()
-    return current if text == format_duration(current) else parse_duration(text)
+    return current if text == format_duration(current) else parse_interval(text)
 
 
 class SettingsPage(QWidget):
