@@ -13,7 +13,7 @@ from typing import Any
 
 from drgui.core.ops.audit import failed_verification
 from drgui.core.ops.history import Run
-from drgui.core.ops.runstatus import SUCCESS
+from drgui.core.ops.runstatus import OK, SUCCESS, VERDICT
 from drgui.core.plan.workspace import Workspace
 from drgui.core.timing.clock import format_iso, parse_iso_or_none
 
@@ -95,8 +95,8 @@ def compute_alerts(ws: Workspace, now: datetime) -> list[Alert]:
 
 def drill_alerts(ws: Workspace) -> list[Alert]:
     """A failed restore test (unattended or by hand) is an alert until a later drill passes."""
-    finished = [r for r in ws.history.runs("drill", limit=50) if r.status in ("ok", "failed")]
-    if not finished or finished[0].status == "ok":
+    finished = [r for r in ws.history.runs("drill", limit=50) if r.status in VERDICT]
+    if not finished or finished[0].status == OK:
         return []
     run = finished[0]
     failed = [str(f) for f in run.detail.get("failed", [])][:3]

@@ -24,6 +24,7 @@ from typing import Any
 from drgui.core.errors import DrguiError
 from drgui.core.ops import notify
 from drgui.core.ops.drill import DrillResult, ReportWriter, load_result, run_drill
+from drgui.core.ops.runstatus import VERDICT
 from drgui.core.plan.lock import HomeLock, LockHeld
 from drgui.core.plan.workspace import Workspace
 from drgui.core.platform import desktop_notify
@@ -197,7 +198,7 @@ def run_if_due(
 
 def pending_signoff(ws: Workspace) -> DrillResult | None:
     """The newest drill when it ran unattended and nobody has signed it off yet (the reminder's question)."""
-    runs = [r for r in ws.history.runs("drill", limit=1) if r.status in ("ok", "failed")]
+    runs = [r for r in ws.history.runs("drill", limit=1) if r.status in VERDICT]
     if not runs:
         return None
     drill_id = runs[0].detail.get("drill")
