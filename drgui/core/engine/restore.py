@@ -31,6 +31,7 @@ from drgui.core.engine.extract import (
     decrypted_pipe,
     index_sha256_of,
 )
+from drgui.core.engine.kinds import RESTORE_DATABASE, RESTORE_FILE, RESTORE_REPOSITORY, RESTORE_TREE
 from drgui.core.engine.pipeline import read_part
 from drgui.core.engine.restore_result import RestoreResult
 from drgui.core.engine.safety import take_safety_snapshot
@@ -43,6 +44,7 @@ from drgui.core.engine.sources.postgres import (
     describe_conninfo,
     split_dsn,
 )
+from drgui.core.engine.sources.registry import source_kind
 from drgui.core.engine.sources.s3 import restore_bucket
 from drgui.core.engine.verify import load_manifest
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
@@ -639,9 +641,10 @@ def restore(
     manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
     entry = source_entry(manifest, source_name)
     kind = entry["kind"]
+    spec = source_kind(kind)  # how this kind restores (its declaration): one form per restore function below
     run_id = ws.history.start_run("restore", target=source_name, snapshot_id=snapshot_id)
     try:
-        if kind == "postgres":
+        if spec.restore_as == RESTORE_DATABASE:
             if not to_dsn:
                 raise UsageError(
                     "Restoring a database needs --to-dsn.", hint="Name a NEW database, e.g. ..._restore."
@@ -658,7 +661,7 @@ def restore(
                 progress=progress,
                 cancel=cancel,
             )
-        elif kind == "s3" and to_bucket:
+        elif spec.restore_to_bucket and to_bucket:
             live_name = entry["name"].removeprefix(SAFETY_PREFIX)  # a safety snapshot uses its credentials
             result = restore_bucket(
                 ws.sources([live_name])[0],
@@ -677,9 +680,10 @@ def restore(
             )
         elif to_dir is None:
             raise UsageError(
-                f"Restoring a {kind} source needs --to-dir" + (" or --to-bucket." if kind == "s3" else ".")
+                f"Restoring a {kind} source needs --to-dir"
+                + (" or --to-bucket." if spec.restore_to_bucket else ".")
             )
-        elif kind in ("folder", "s3"):
+        elif spec.restore_as == RESTORE_TREE:
             live = Path(entry.get("path", "")).expanduser() if entry.get("path") else None
             if live and to_dir.resolve() == live.resolve() and not overwrite:
                 raise UsageError(
@@ -698,7 +702,7 @@ def restore(
                 scratch_dir=ws.home.scratch_dir,
                 before_replace=lambda: take_safety_snapshot(ws, to_dir, source_name, progress, cancel),
             )
-        elif kind == "env":
+        elif spec.restore_as == RESTORE_FILE:
             result = restore_env(
                 dest,
                 snapshot_id,
@@ -709,7 +713,7 @@ def restore(
                 cancel=cancel,
                 before_replace=lambda file: take_safety_snapshot(ws, file, source_name, progress, cancel),
             )
-        elif kind == "git":
+        elif spec.restore_as == RESTORE_REPOSITORY:
             result = restore_git(dest, snapshot_id, entry, to_dir, identity=identity, cancel=cancel)
         else:
             raise UsageError(f"Cannot restore a source of kind '{kind}'.")

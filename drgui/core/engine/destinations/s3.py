@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from drgui.core.engine import kinds, s3common
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotWriter
 from drgui.core.engine.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.engine.snapshot import INDEX_FILE, Index, snapshot_prefix
@@ -561,3 +562,28 @@ class S3Destination(Destination):
         if self.object_lock_enabled:
             checked.append("object lock: enabled")
         return checked
+
+
+# The S3 destination's settings: the shared location and credentials plus its own (one line per setting).
+KIND = kinds.Kind(
+    name="s3",
+    role="destination",
+    label="S3 bucket (AWS, Backblaze B2, Cloudflare R2, MinIO)",
+    description="a bucket/prefix on any S3-compatible service: the off-site copy",
+    settings=(
+        *s3common.S3_LOCATION_SETTINGS,
+        kinds.Setting("compat", "checksum behaviour for B2, R2, MinIO", label="B2/R2/MinIO mode", type=bool),
+        kinds.Setting(
+            "storage_class", "the storage class of uploads, e.g. STANDARD_IA", label="Storage class"
+        ),
+        kinds.Setting("sse", "server-side encryption (AES256 or aws:kms)", label="Server-side encryption"),
+        *s3common.S3_CREDENTIAL_SETTINGS,
+    ),
+    opener=S3Destination,
+    build=s3common.build_s3,
+    to_values=s3common.s3_values,
+    derived=s3common.S3_DERIVED,
+    locate=s3common.locate_s3,
+    default_retention={"daily": 30, "monthly": 12},
+    order=1,
+)
