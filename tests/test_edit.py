@@ -171,3 +171,22 @@ def test_edit_s3_keys_after_a_rotation(tmp_path: Path, s3_bucket: S3Bucket, monk
     text = (plan.home / "config.toml").read_text()
     assert "Secret-Key" not in text and "AKIA" not in text
     assert_home_clean(plan.home)
+
+
+def test_edit_gives_an_imported_source_its_missing_secret(tmp_path: Path) -> None:
+    """After a kit import a source that needs a password is marked `secrets_missing` (backup refuses it);
+    `source edit NAME --password-file` stores it and clears the mark, keeping the connection settings."""
+    from drgui.core.plan import setup
+
+    plan = make_plan(tmp_path / "p")
+    ws = Workspace(Home(plan.home))
+    imported = {"host": "db.example.com", "port": "5432", "dbname": "app", "user": "app"}
+    setup.add_source(ws, "db", "postgres", {**imported, "secrets_missing": ["password"]}, test=False)
+    assert config(plan)["sources"][0]["has_password"] is False
+    password_file = tmp_path / "pw.txt"
+    password_file.write_text("Imported-Secret-0001\n")
+    ok(plan.cli("--json", "source", "edit", "db", "--password-file", str(password_file), "--no-test"))
+    entry = config(plan)["sources"][0]
+    assert "secrets_missing" not in entry and entry["has_password"] is True
+    assert {k: entry[k] for k in imported} == imported
+    assert store(plan).get("source", "db", "password") == "Imported-Secret-0001"

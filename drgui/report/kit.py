@@ -48,8 +48,9 @@ RESTORE_WITH_DRGUI = [
     "Restore the database into a NEW database: `drgui restore latest --source DB --to-dsn postgresql://.../app_restore`.",
     "Restore files and the .env into new directories: `drgui restore latest --source NAME --to-dir DIR`.",
     "Prove it: `drgui drill latest` restores into a scratch PostgreSQL and compares every table with the manifest.",
-    "Before backing up from this machine again: `drgui source remove NAME` and `drgui source add ...` for every"
-    " source that needs a password (they are marked; `drgui backup` refuses them until then).",
+    "Before backing up from this machine again: `drgui source edit NAME --password-file FILE` (S3:"
+    " `--access-key-id ID --secret-access-key-file FILE`) for every source that needs a secret (they are"
+    " marked; `drgui backup` refuses them until then).",
 ]
 
 RESTORE_BY_HAND = [

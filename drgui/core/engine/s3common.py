@@ -153,7 +153,8 @@ def make_client(settings: dict[str, Any], store: SecretStore | None, owner_kind:
         if not key_id or not secret:
             raise EnvironmentNotReady(
                 f"The S3 keys of {owner_kind} '{owner_name}' are not in this machine's keyring.",
-                hint=f"Remove and add the {owner_kind} again with --access-key-id and --secret-access-key-file, "
+                hint=f"Store them: `drgui {owner_kind} edit {owner_name} "
+                "--access-key-id ID --secret-access-key-file FILE`, "
                 "or import the recovery kit.",
             )
         session_args["aws_access_key_id"] = key_id
@@ -190,8 +191,8 @@ def raise_s3_error(error: BaseException, what: str, bucket: str, action: str) ->
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         raise DestinationError(
             f"{what}: no usable AWS credentials were found for bucket '{bucket}'.",
-            hint="Set the AWS profile or environment variables, or add it again with --access-key-id and "
-            "--secret-access-key-file.",
+            hint="Set the AWS profile or environment variables, or store keys with `edit NAME --access-key-id "
+            "ID --secret-access-key-file FILE`.",
         ) from None
     if isinstance(error, ConnectionError | HTTPClientError):
         raise DestinationError(
@@ -214,11 +215,12 @@ def raise_s3_error(error: BaseException, what: str, bucket: str, action: str) ->
         ),
         "InvalidAccessKeyId": (
             f"the access key id is not known to the endpoint of bucket '{bucket}'",
-            "Check the key (and the endpoint URL), then add the destination again with the right key.",
+            "Check the key (and the endpoint URL), then store the right one with `drgui dest edit NAME "
+            "--access-key-id ID --secret-access-key-file FILE`.",
         ),
         "SignatureDoesNotMatch": (
             f"the secret access key does not match the access key id (bucket '{bucket}')",
-            "Add the destination again with the right --secret-access-key-file.",
+            "Store the right one with `drgui dest edit NAME --secret-access-key-file FILE --access-key-id ID`.",
         ),
         "SlowDown": (
             f"the provider keeps throttling requests to bucket '{bucket}' (SlowDown, after retries)",

@@ -109,7 +109,9 @@ def connect_error(error: psycopg.Error, what: str) -> SourceError:
     text = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        hint = "Check the user and password; store a new one with `drgui source add NAME postgres --dsn ...`."
+        hint = (
+            "Check the user and password; store a new one with `drgui source edit NAME --password-file FILE`."
+        )
     elif "does not exist" in lowered and "database" in lowered:
         hint = "Check the database name in the DSN."
     elif "could not translate host name" in lowered or "name or service not known" in lowered:
@@ -247,8 +249,9 @@ class PostgresSource(Source):
         if password is None:
             raise EnvironmentNotReady(
                 f"The keyring has no password for source {self.name}.",
-                hint=f"Store it again: `drgui source remove {self.name}`, then `drgui source add {self.name} "
-                "postgres --dsn ...` with the password (or use the Sources page of the app).",
+                hint=f"Store it again: `drgui source edit {self.name} --password-file FILE` (or Edit on the "
+                f"Sources page of the app); a source made with `drgui source add {self.name} postgres --dsn ...` "
+                "takes the password in the DSN too.",
             )
         return password
 
