@@ -190,3 +190,18 @@ def test_edit_gives_an_imported_source_its_missing_secret(tmp_path: Path) -> Non
     assert "secrets_missing" not in entry and entry["has_password"] is True
     assert {k: entry[k] for k in imported} == imported
     assert store(plan).get("source", "db", "password") == "Imported-Secret-0001"
+
+
+def test_a_retention_edit_does_not_recreate_an_unmounted_folder(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path / "p")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    ok(plan.cli("--json", "dest", "edit", "local", "--path", str(nas / "backups")))
+    assert (nas / "backups" / plan.plan_id / "identity.age").is_file()
+    (nas / "backups" / plan.plan_id / "identity.age").unlink()
+    (nas / "backups" / plan.plan_id).rmdir()
+    (nas / "backups").rmdir()
+    nas.rmdir()  # "unmounted"
+    ok(plan.cli("--json", "dest", "edit", "local", "--keep-daily", "3", "--no-test"))
+    assert not nas.exists()
+    assert config(plan)["destinations"][0]["retention"] == {"daily": 3}

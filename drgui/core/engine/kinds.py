@@ -153,6 +153,11 @@ class Kind:
                 continue
             try:
                 value = _clean(self, setting, values.get(setting.name))
+                # an edit re-checks what it changes: a retention edit is not refused because the NAS the
+                # unchanged path is on is unmounted right now (the connection test still says so)
+                unchanged = ctx.existing is not None and ctx.existing.get(setting.name) == value
+                if value is not None and setting.validate is not None and not unchanged:
+                    value = setting.validate(value)
             except UsageError as error:  # say which source or destination the value was for
                 error.message = f"{ctx.role.capitalize()} '{ctx.name}': {error.message}"
                 raise
@@ -215,8 +220,6 @@ def _clean(kind: Kind, setting: Setting, value: Any) -> Any:
             return None
         if setting.path:
             value = str(Path(value).expanduser().absolute())
-    if setting.validate is not None:
-        value = setting.validate(value)
     return value
 
 

@@ -197,14 +197,15 @@ def add_destination(
     return dest_config
 
 
-def _prepare(ws: Workspace, spec: Kind, config: DestConfig, test: bool) -> None:
-    """Make the destination's directory (kinds that have one), test it, give it the wrapped identity."""
+def _prepare(ws: Workspace, spec: Kind, config: DestConfig, test: bool, *, moved: bool = True) -> None:
+    """Make the destination's directory (kinds that have one; only when it is new or moved: an edit of
+    retention never recreates the folder of an unmounted NAS), test it, give it the wrapped identity."""
     dest = open_destination(config, ws.store)
-    if spec.creates_root:
+    if spec.creates_root and moved:
         dest.ensure_root()
     if test:
         dest.test()
-    if ws.wrapped_identity_path.exists():
+    if moved and ws.wrapped_identity_path.exists():
         dest.put_bytes(IDENTITY_FILE, ws.wrapped_identity_path.read_bytes())
 
 
@@ -281,7 +282,10 @@ def edit(
                 hint="Keep at least one rule, e.g. --keep-daily 7.",
             )
         dest_config = DestConfig(name, old.kind, settings, rules)
-        _store_and_check(ws, role, name, new_secrets, lambda: _prepare(ws, spec, dest_config, test))
+        moved = settings != old.settings
+        _store_and_check(
+            ws, role, name, new_secrets, lambda: _prepare(ws, spec, dest_config, test, moved=moved)
+        )
         ws.plan.destinations[ws.plan.destinations.index(old)] = dest_config
         new_config: SourceConfig | DestConfig = dest_config
     else:
