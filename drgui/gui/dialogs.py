@@ -395,6 +395,7 @@ class EditDialog(_KindDialog):
         self.layout_.addLayout(top)
         self.fields = FieldForm(self.kind, editing=True)
         self.fields.set_values(self.kind.values_of(config.settings))
+        self.initial = self.fields.values()  # what the form showed: only what differs is changed
         self.layout_.addWidget(self.fields)
         self.retention: RetentionForm | None = None
         if isinstance(config, DestConfig):
@@ -406,12 +407,14 @@ class EditDialog(_KindDialog):
 
     @Slot()
     def submit(self) -> None:
-        values, secrets = split_form(self.kind.name, self.fields.values(), source=self.source)
+        shown = self.fields.values()
+        values, secrets = split_form(self.kind.name, shown, source=self.source)
         try:
             self.kind.check_required(values)
         except DrguiError as error:
             self.show_error(error)
             return
+        values = {k: v for k, v in values.items() if v != self.initial.get(k)}
         retention = self.retention.rules() if self.retention is not None else None
         self.run(
             "Save", EditWork(self.ws, self.source, self.name, values, secrets, retention), self.save_button

@@ -5,6 +5,7 @@ the app gets the encryption check and a folder under a missing parent a clear me
 from __future__ import annotations
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,13 @@ def test_a_destination_folder_under_a_missing_parent_gets_a_clear_message(
     assert "unmounted-nas" in text and "mount" in text
     assert "unexpected" not in text and "FileNotFoundError" not in text and "bug" not in text
     assert not (tmp_path / "unmounted-nas").exists()
+
+
+def test_saving_an_untouched_form_changes_nothing(started, qtbot) -> None:
+    page = started.window.pages["destinations"]
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=30_000)
+    before = tomllib.loads(started.ws.home.config_path.read_text())
+    dialog = page.edit("local")
+    with qtbot.waitSignal(dialog.accepted, timeout=30_000):
+        save(qtbot, dialog)
+    assert tomllib.loads(started.ws.home.config_path.read_text()) == before
