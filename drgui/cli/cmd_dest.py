@@ -1,13 +1,22 @@
-"""drgui dest add|list|remove|test."""
+"""drgui dest add|edit|list|remove|test; the options of add and edit come from the kinds' declarations."""
 
 from __future__ import annotations
 
 import argparse
 
 from drgui.cli.common import add_command, show_help, workspace
-from drgui.core.engine.destinations.registry import open_destination
-from drgui.core.errors import UsageError
-from drgui.core.plan.setup import add_destination, remove_destination
+from drgui.cli.kind_options import (
+    add_kind_options,
+    add_no_test,
+    add_union_options,
+    kind_values,
+    refuse_foreign_options,
+)
+from drgui.core.engine.destinations.registry import DEST_KINDS, dest_kind, open_destination
+from drgui.core.plan import setup
+from drgui.core.plan.setup import RETENTION_RULES, remove_destination
+
+NO_TEST = "save without testing"
 
 
 def register(sub, common) -> None:
@@ -15,40 +24,37 @@ def register(sub, common) -> None:
         sub, common, "dest", "manage where snapshots go", lambda a, o: show_help(parser)
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    add = add_command(actions, common, "add", "add a destination", run_add)
+    add = add_command(actions, common, "add", "add a destination: NAME KIND [options of the kind]", run_add)
     add.add_argument("name")
-    add.add_argument("kind", choices=["local", "s3", "drive"])
-    add.add_argument("--path", help="local: a directory; drive: the mount point")
-    add.add_argument("--uuid", help="drive: the filesystem UUID")
-    add.add_argument(
-        "--allow-unencrypted", action="store_true", help="drive: accept a drive without encryption"
+    add_no_test(add, NO_TEST)
+    kinds = add.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in DEST_KINDS.all():
+        one = kinds.add_parser(
+            kind.name,
+            parents=[common],
+            help=kind.description,
+            description=f"{kind.label}: {kind.description}.",
+        )
+        add_kind_options(one, kind)
+        add_no_test(one, NO_TEST)
+    edit = add_command(
+        actions,
+        common,
+        "edit",
+        "change settings or retention of a destination (only the options given change)",
+        run_edit,
     )
-    add.add_argument("--bucket")
-    add.add_argument("--prefix", default="")
-    add.add_argument("--endpoint-url")
-    add.add_argument("--region")
-    add.add_argument("--compat", action="store_true", help="s3: checksum behaviour for B2, R2, MinIO")
-    add.add_argument("--access-key-id")
-    add.add_argument("--secret-access-key-file")
-    add.add_argument("--aws-profile")
-    add.add_argument("--storage-class")
-    add.add_argument("--sse", help="s3: server-side encryption (AES256 or aws:kms)")
-    add.add_argument(
-        "--object-lock-mode",
-        choices=["governance", "compliance", "off"],
-        help="s3: retention mode on a bucket with Object Lock (default governance when the bucket has it)",
-    )
-    add.add_argument(
-        "--object-lock-margin-days",
-        type=int,
-        metavar="DAYS",
-        help="s3: days of retention beyond what the retention policy keeps (default 7)",
-    )
-    add.add_argument(
-        "--prune-access-key-id", help="s3: the key prune deletes with (the everyday one need not)"
-    )
-    add.add_argument("--prune-secret-access-key-file", metavar="FILE")
-    add.add_argument("--no-test", action="store_true", help="save without testing")
+    edit.add_argument("name")
+    add_union_options(edit, DEST_KINDS.all())
+    for option, _field, value_type, help_text in RETENTION_RULES:
+        edit.add_argument(
+            f"--keep-{option}",
+            dest=f"keep_{option}",
+            type=value_type,
+            metavar="DURATION" if value_type is str else "N",
+            help=help_text + ("" if value_type is str else " (0 turns the rule off)"),
+        )
+    add_no_test(edit, NO_TEST)
     add_command(actions, common, "list", "list destinations", run_list)
     rm = add_command(actions, common, "remove", "remove a destination (its snapshots stay)", run_remove)
     rm.add_argument("name")
@@ -58,34 +64,23 @@ def register(sub, common) -> None:
 
 def run_add(args, out) -> int:
     ws = workspace(args)
-    settings: dict = {}
-    secrets: dict[str, str] = {}
-    if args.kind == "local":
-        if not args.path:
-            raise UsageError("A local destination needs --path.")
-        settings["path"] = args.path
-    elif args.kind == "s3":
-        from drgui.core.engine.s3common import s3_settings_from_args
-
-        settings, secrets = s3_settings_from_args(args, for_source=False)
-    elif args.kind == "drive":
-        from drgui.core.engine.destinations.drive import drive_settings_from_args
-
-        settings = drive_settings_from_args(args)
-    config = add_destination(
+    kind = dest_kind(args.kind)
+    values, secrets, fallback = kind_values(args, kind)
+    setup.add(
         ws,
+        "destination",
         args.name,
-        args.kind,
-        settings,
+        kind.name,
+        values,
         secrets=secrets,
-        test=not args.no_test,
-        object_lock=getattr(args, "object_lock_mode", None) if args.kind == "s3" else None,
+        fallback=fallback,
+        test=not getattr(args, "no_test", False),
     )
-    dest = open_destination(config, ws.store)
+    dest = open_destination(ws.plan.destination(args.name), ws.store)
     description = dest.describe()
     data = {"ok": True, "name": args.name, "kind": args.kind, "description": description}
     human = [f"Destination '{args.name}' added: {description}."]
-    if args.kind == "s3" and not args.no_test:
+    if hasattr(dest, "probe_keys") and not getattr(args, "no_test", False):  # S3: what each key can do
         data.update(_s3_keys(ws, dest, human))
     out.result(data, "\n".join(human))
     return 0
@@ -114,6 +109,40 @@ def _s3_keys(ws, dest, human: list[str]) -> dict:
         "object_lock": lock,
         "stolen_laptop_could_delete": answer.could_delete if answer else None,
     }
+
+
+def run_edit(args, out) -> int:
+    ws = workspace(args)
+    kind = dest_kind(ws.plan.destination(args.name).kind)
+    refuse_foreign_options(args, kind, DEST_KINDS.all(), f"Destination '{args.name}'")
+    values, secrets, fallback = kind_values(args, kind)
+    retention = {field: getattr(args, f"keep_{option}") for option, field, _type, _help in RETENTION_RULES}
+    setup.edit(
+        ws,
+        "destination",
+        args.name,
+        values,
+        secrets=secrets,
+        fallback=fallback,
+        retention={k: v for k, v in retention.items() if v is not None},
+        test=not getattr(args, "no_test", False),
+    )
+    config = ws.plan.destination(args.name)
+    description = open_destination(config, ws.store).describe()
+    changed = sorted([*values, *secrets, *(f"keep_{k}" for k, v in retention.items() if v is not None)])
+    out.result(
+        {
+            "ok": True,
+            "name": args.name,
+            "kind": kind.name,
+            "description": description,
+            "retention": config.retention,
+            "changed": changed,
+        },
+        f"Destination '{args.name}' changed ({', '.join(changed) or 'nothing'}): {description}; "
+        f"keeps {', '.join(f'{k} {v}' for k, v in config.retention.items()) or 'the defaults'}.",
+    )
+    return 0
 
 
 def run_list(args, out) -> int:
@@ -152,7 +181,7 @@ def run_test(args, out) -> int:
     checked = dest.test()
     data = {"ok": True, "name": args.name, "checked": checked}
     human = [f"Destination '{args.name}': {', '.join(checked)} OK."]
-    if dest.kind == "s3":
+    if hasattr(dest, "probe_keys"):
         data.update(_s3_keys(ws, dest, human))
     out.result(data, "\n".join(human))
     return 0

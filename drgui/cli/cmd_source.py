@@ -1,15 +1,22 @@
-"""drgui source add|list|remove|test."""
+"""drgui source add|edit|list|remove|test; the options of add and edit come from the kinds' declarations."""
 
 from __future__ import annotations
 
 import argparse
-import os
 
 from drgui.cli.common import add_command, show_help, workspace
-from drgui.core.engine.sources.registry import open_source
-from drgui.core.errors import UsageError
-from drgui.core.plan.secrets import read_secret_file
-from drgui.core.plan.setup import add_source, remove_source
+from drgui.cli.kind_options import (
+    add_kind_options,
+    add_no_test,
+    add_union_options,
+    kind_values,
+    refuse_foreign_options,
+)
+from drgui.core.engine.sources.registry import SOURCE_KINDS, open_source, source_kind
+from drgui.core.plan import setup
+from drgui.core.plan.setup import remove_source
+
+NO_TEST = "save without testing the connection"
 
 
 def register(sub, common) -> None:
@@ -17,30 +24,26 @@ def register(sub, common) -> None:
         sub, common, "source", "manage what is backed up", lambda a, o: show_help(parser)
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    add = add_command(actions, common, "add", "add a source", run_add)
+    add = add_command(actions, common, "add", "add a source: NAME KIND [options of the kind]", run_add)
     add.add_argument("name")
-    add.add_argument("kind", choices=["postgres", "folder", "env", "s3", "git"])
-    add.add_argument(
-        "--dsn", help="postgres: postgresql://USER[:PASSWORD]@HOST:PORT/DB; the password goes to the keyring"
+    add_no_test(add, NO_TEST)
+    kinds = add.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in SOURCE_KINDS.all():
+        one = kinds.add_parser(
+            kind.name,
+            parents=[common],
+            help=kind.description,
+            description=f"{kind.label}: {kind.description}.",
+        )
+        add_kind_options(one, kind)
+        add_no_test(one, NO_TEST)
+    edit = add_command(
+        actions, common, "edit", "change settings of a source (only the options given change)", run_edit
     )
-    add.add_argument("--password-file", help="postgres: file with the database password")
-    add.add_argument("--path", help="folder, env, git: the path")
-    add.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB", help="folder: skip matching paths"
-    )
-    add.add_argument(
-        "--require", action="append", default=[], metavar="KEY", help="env: a key that must exist"
-    )
-    add.add_argument("--bucket")
-    add.add_argument("--prefix", default="")
-    add.add_argument("--endpoint-url")
-    add.add_argument("--region")
-    add.add_argument("--access-key-id")
-    add.add_argument("--secret-access-key-file")
-    add.add_argument("--aws-profile")
-    add.add_argument("--no-test", action="store_true", help="save without testing the connection")
-    lst = add_command(actions, common, "list", "list sources", run_list)
-    del lst
+    edit.add_argument("name")
+    add_union_options(edit, SOURCE_KINDS.all())
+    add_no_test(edit, NO_TEST)
+    add_command(actions, common, "list", "list sources", run_list)
     rm = add_command(actions, common, "remove", "remove a source (and its keyring entries)", run_remove)
     rm.add_argument("name")
     test = add_command(actions, common, "test", "check that a source is reachable", run_test)
@@ -49,39 +52,45 @@ def register(sub, common) -> None:
 
 def run_add(args, out) -> int:
     ws = workspace(args)
-    settings: dict = {}
-    secrets: dict[str, str] = {}
-    if args.kind == "postgres":
-        if not args.dsn:
-            raise UsageError(
-                "A postgres source needs --dsn.", hint="e.g. --dsn postgresql://app@db.example.com/app"
-            )
-        from drgui.core.engine.sources.postgres import split_dsn
-
-        settings, password = split_dsn(args.dsn)
-        if args.password_file:
-            password = read_secret_file(args.password_file, "password")
-        if password is None and os.environ.get("PGPASSWORD"):
-            password = os.environ["PGPASSWORD"]
-        if password:
-            secrets["password"] = password
-    elif args.kind in ("folder", "env", "git"):
-        if not args.path:
-            raise UsageError(f"A {args.kind} source needs --path.")
-        settings["path"] = args.path
-        if args.kind == "folder" and args.exclude:
-            settings["exclude"] = args.exclude
-        if args.kind == "env" and args.require:
-            settings["require"] = args.require
-    elif args.kind == "s3":
-        from drgui.core.engine.s3common import s3_settings_from_args
-
-        settings, secrets = s3_settings_from_args(args, for_source=True)
-    config = add_source(ws, args.name, args.kind, settings, secrets=secrets, test=not args.no_test)
-    description = open_source(config, ws.store).describe()
+    kind = source_kind(args.kind)
+    values, secrets, fallback = kind_values(args, kind)
+    setup.add(
+        ws,
+        "source",
+        args.name,
+        kind.name,
+        values,
+        secrets=secrets,
+        fallback=fallback,
+        test=not getattr(args, "no_test", False),
+    )
+    description = open_source(ws.plan.source(args.name), ws.store).describe()
     out.result(
         {"ok": True, "name": args.name, "kind": args.kind, "description": description},
         f"Source '{args.name}' added: {description}.",
+    )
+    return 0
+
+
+def run_edit(args, out) -> int:
+    ws = workspace(args)
+    kind = source_kind(ws.plan.source(args.name).kind)
+    refuse_foreign_options(args, kind, SOURCE_KINDS.all(), f"Source '{args.name}'")
+    values, secrets, fallback = kind_values(args, kind)
+    setup.edit(
+        ws,
+        "source",
+        args.name,
+        values,
+        secrets=secrets,
+        fallback=fallback,
+        test=not getattr(args, "no_test", False),
+    )
+    description = open_source(ws.plan.source(args.name), ws.store).describe()
+    changed = sorted([*values, *secrets])
+    out.result(
+        {"ok": True, "name": args.name, "kind": kind.name, "description": description, "changed": changed},
+        f"Source '{args.name}' changed ({', '.join(changed) or 'nothing'}): {description}.",
     )
     return 0
 

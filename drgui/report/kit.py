@@ -20,8 +20,10 @@ from typing import Any
 import drgui
 from drgui.core.engine.catalog import list_snapshots
 from drgui.core.engine.crypto import ARMOR_BEGIN, ARMOR_END, KeyPair, armor, dearmor, unwrap_identity
+from drgui.core.engine.destinations.registry import dest_kind, open_destination
 from drgui.core.engine.fsutil import atomic_write_bytes, atomic_write_text
 from drgui.core.engine.snapshot import IDENTITY_FILE
+from drgui.core.engine.sources.registry import source_kind
 from drgui.core.errors import DrguiError, UsageError
 from drgui.core.ops import checklists
 from drgui.core.plan import config as config_module
@@ -37,7 +39,6 @@ KIT_SUFFIX = ".kit.json"
 _SECRET_NAME = re.compile(r"pass|secret|token|access_key|session", re.IGNORECASE)
 # Source settings that point at a keyring entry: after an import the entry is missing on the new machine.
 SECRETS_MISSING = "secrets_missing"
-_SOURCE_SECRET_FIELDS = {"postgres": ["password"], "s3": ["access_key_id", "secret_access_key"]}
 
 RESTORE_WITH_DRGUI = [
     "Install drgui on the new machine (docs/install.md): the bundle, or `pip install drgui` with Python 3.12+.",
@@ -47,8 +48,9 @@ RESTORE_WITH_DRGUI = [
     "Restore the database into a NEW database: `drgui restore latest --source DB --to-dsn postgresql://.../app_restore`.",
     "Restore files and the .env into new directories: `drgui restore latest --source NAME --to-dir DIR`.",
     "Prove it: `drgui drill latest` restores into a scratch PostgreSQL and compares every table with the manifest.",
-    "Before backing up from this machine again: `drgui source remove NAME` and `drgui source add ...` for every"
-    " source that needs a password (they are marked; `drgui backup` refuses them until then).",
+    "Before backing up from this machine again: `drgui source edit NAME --password-file FILE` (S3:"
+    " `--access-key-id ID --secret-access-key-file FILE`) for every source that needs a secret (they are"
+    " marked; `drgui backup` refuses them until then).",
 ]
 
 RESTORE_BY_HAND = [
@@ -75,27 +77,28 @@ def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _locations(config: DestConfig, plan_id: str) -> dict[str, Any]:
-    """Where a destination's snapshots live (the plan's scope), in words a person can act on without drgui."""
-    settings = config.settings
-    if config.kind == "s3":
-        prefix = str(settings.get("prefix", "")).strip("/")
-        where = f"s3://{settings.get('bucket', '?')}/{prefix + '/' if prefix else ''}{plan_id}/snapshots/"
-        extra = []
-        if settings.get("endpoint_url"):
-            extra.append(f"endpoint {settings['endpoint_url']}")
-        if settings.get("region"):
-            extra.append(f"region {settings['region']}")
-        return {"where": where, "detail": ", ".join(extra)}
-    if config.kind == "drive":
-        label = settings.get("label") or "(no label)"
-        return {
-            "where": f"removable drive {label}, filesystem UUID {settings.get('uuid', '?')}",
-            "detail": f"last mounted at {settings['path']}" if settings.get("path") else "",
-        }
-    return {
-        "where": f"{settings.get('path', '?')}/{plan_id}/snapshots/",
-        "detail": "a directory on the old machine",
-    }
+    """Where a destination's snapshots live (the plan's scope), in words a person can act on without drgui:
+    the kind's own (`Kind.locate`), else its one-line description."""
+    kind = dest_kind(config.kind)
+    if kind.locate is not None:
+        where, detail = kind.locate(config.settings, plan_id)
+    else:
+        where, detail = open_destination(config, None, plan_id).describe(), ""
+    return {"where": where, "detail": detail, "label": kind.label, "description": kind.description}
+
+
+def _source_words(config: SourceConfig) -> dict[str, Any]:
+    """A source as the kit describes it: its kind's label and description, and what it points at."""
+    kind = source_kind(config.kind)
+    values = kind.values_of(config.settings)
+    shown = [s for s in kind.settings if s.required and not s.secret and values.get(s.name)]
+    where = f"{shown[0].title} {values[shown[0].name]}" if shown else ""
+    return {"label": kind.label, "description": kind.description, "where": where}
+
+
+def _s3_keys_kind(kind_name: str) -> bool:
+    """A destination kind whose credentials are an S3 key pair (what `kit import --access-key-id` stores)."""
+    return {"access_key_id", "secret_access_key"} <= set(dest_kind(kind_name).secret_fields)
 
 
 def build_kit(ws: Workspace) -> dict[str, Any]:
@@ -130,7 +133,9 @@ def build_kit(ws: Workspace) -> dict[str, Any]:
     for source in plan.sources:
         settings = _public_settings(source.settings)
         settings.pop(SECRETS_MISSING, None)
-        sources.append({"name": source.name, "kind": source.kind, "settings": settings})
+        sources.append(
+            {"name": source.name, "kind": source.kind, "settings": settings, **_source_words(source)}
+        )
     try:
         runbooks = [{"id": c.id, "title": c.title, "when": c.when} for c in checklists.load_all().values()]
     except DrguiError:
@@ -203,12 +208,14 @@ def kit_html(kit: dict[str, Any], kit_name: str = "FILE.kit.json") -> str:
         count = len(dest.get("snapshots", []))
         newest = dest["snapshots"][-1] if dest.get("snapshots") else "none seen at export"
         rows.append(
-            f"<tr><td><b>{e(dest['name'])}</b> ({e(dest['kind'])})</td><td>{e(dest['where'])}"
+            f"<tr><td><b>{e(dest['name'])}</b> ({e(dest.get('label', dest['kind']))})</td><td>{e(dest['where'])}"
             f"{'<br/>' + e(dest['detail']) if dest.get('detail') else ''}</td>"
             f"<td>{count} snapshot(s); newest {e(newest)}</td></tr>"
         )
     sources = "".join(
-        f"<li><b>{e(s['name'])}</b> ({e(s['kind'])}){_source_hint(s)}</li>" for s in kit["sources"]
+        f"<li><b>{e(s['name'])}</b> ({e(s.get('label', s['kind']))}: {e(s.get('description', ''))})"
+        f"{_source_hint(s)}</li>"
+        for s in kit["sources"]
     )
     contacts = (
         "".join(
@@ -259,11 +266,7 @@ get them from the provider's console.</p>
 
 
 def _source_hint(source: dict[str, Any]) -> str:
-    settings = source["settings"]
-    for key in ("path", "bucket", "host", "dbname"):
-        if settings.get(key):
-            return f": {html.escape(key)} {html.escape(str(settings[key]))}"
-    return ""
+    return f": {html.escape(str(source['where']))}" if source.get("where") else ""
 
 
 def _ensure_gui_application():
@@ -378,11 +381,9 @@ def read_kit_file(path: Path, plan_name: str | None = None) -> dict[str, Any]:
 def _source_from_kit(raw: dict[str, Any]) -> tuple[SourceConfig, bool]:
     settings = _public_settings(dict(raw.get("settings", {})))
     kind = str(raw["kind"])
-    missing = [
-        f for f in _SOURCE_SECRET_FIELDS.get(kind, []) if kind != "postgres" or settings.get("has_password")
-    ]
-    if kind == "postgres":
-        settings["has_password"] = False
+    missing = list(source_kind(kind).secrets_used(settings))
+    if "has_password" in settings:
+        settings["has_password"] = False  # until `source edit NAME --password-file` stores it here
     if missing:
         settings[SECRETS_MISSING] = missing
     return SourceConfig(str(raw["name"]), kind, settings), bool(missing)
@@ -444,7 +445,7 @@ def _s3_destinations_for_credentials(
     kit: dict[str, Any], access_key_id: str | None, secret_access_key: str | None
 ) -> list[dict[str, Any]]:
     """The kit's S3 destinations, which the credentials given (both or neither) will be stored for."""
-    s3_dests = [d for d in kit.get("destinations", []) if d.get("kind") == "s3"]
+    s3_dests = [d for d in kit.get("destinations", []) if _s3_keys_kind(str(d.get("kind")))]
     if (access_key_id is None) != (secret_access_key is None):
         raise UsageError("Pass both --access-key-id and --secret-access-key-file, or neither.")
     if access_key_id and not s3_dests:
@@ -477,7 +478,7 @@ def _plan_from_kit(kit: dict[str, Any], recipient: str, *, s3_credentials: bool)
             needing.append(source.name)
     for raw in kit.get("destinations", []):
         settings = _public_settings(dict(raw.get("settings", {})))
-        if raw.get("kind") == "s3" and s3_credentials:
+        if _s3_keys_kind(str(raw.get("kind"))) and s3_credentials:
             settings["credentials"] = "keyring"  # where the import stores the keys given to it
         plan.destinations.append(
             DestConfig(str(raw["name"]), str(raw["kind"]), settings, dict(raw.get("retention", {})))

@@ -32,6 +32,7 @@ from drgui.core.engine.extract import (
     decrypted_pipe,
     index_sha256_of,
 )
+from drgui.core.engine.kinds import RESTORE_DATABASE, RESTORE_FILE, RESTORE_REPOSITORY, RESTORE_TREE
 from drgui.core.engine.pipeline import read_part
 from drgui.core.engine.restore_result import Check, RestoreResult
 from drgui.core.engine.safety import take_safety_snapshot
@@ -44,6 +45,7 @@ from drgui.core.engine.sources.postgres import (
     describe_conninfo,
     split_dsn,
 )
+from drgui.core.engine.sources.registry import source_kind
 from drgui.core.engine.sources.s3 import restore_bucket
 from drgui.core.engine.verify import load_manifest
 from drgui.core.errors import Cancelled, OperationFailed, UsageError
@@ -710,7 +712,8 @@ def _restore_entry(
 ) -> RestoreResult:
     """Where the source's kind says it goes: a database (--to-dsn), a bucket (--to-bucket) or a directory."""
     kind = job.entry["kind"]
-    if kind == "postgres":
+    spec = source_kind(kind)  # how this kind restores (its declaration)
+    if spec.restore_as == RESTORE_DATABASE:
         if not to_dsn:
             raise UsageError(
                 "Restoring a database needs --to-dsn.", hint="Name a NEW database, e.g. ..._restore."
@@ -727,15 +730,16 @@ def _restore_entry(
             progress=job.progress,
             cancel=job.cancel,
         )
-    if kind == "s3" and to_bucket:
+    if spec.restore_to_bucket and to_bucket:
         return _restore_to_bucket(job, to_bucket, to_prefix)
     if to_dir is None:
         raise UsageError(
-            f"Restoring a {kind} source needs --to-dir" + (" or --to-bucket." if kind == "s3" else ".")
+            f"Restoring a {kind} source needs --to-dir"
+            + (" or --to-bucket." if spec.restore_to_bucket else ".")
         )
-    if kind in ("folder", "s3"):
+    if spec.restore_as == RESTORE_TREE:
         return _restore_to_folder(job, to_dir)
-    if kind == "env":
+    if spec.restore_as == RESTORE_FILE:
         return restore_env(
             job.dest,
             job.snapshot_id,
@@ -746,7 +750,7 @@ def _restore_entry(
             cancel=job.cancel,
             before_replace=job.safety_snapshot,
         )
-    if kind == "git":
+    if spec.restore_as == RESTORE_REPOSITORY:
         return restore_git(
             job.dest, job.snapshot_id, job.entry, to_dir, identity=job.identity, cancel=job.cancel
         )

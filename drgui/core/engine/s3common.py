@@ -1,15 +1,14 @@
-"""What the S3 source and the S3 destination share: settings from CLI arguments, credentials, the boto3
+"""What the S3 source and the S3 destination share: their declared settings and credentials rule, the boto3
 client factory and the translation of botocore failures into errors that name the fix (never a key)."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from drgui.core.engine.kinds import BuildContext, Setting
 from drgui.core.errors import DestinationError, EnvironmentNotReady, UsageError
-from drgui.core.plan.secrets import SecretStore, read_secret_file, remember
+from drgui.core.plan.secrets import SecretStore, remember
 
 CREDENTIALS_KEYRING = "keyring"
 CREDENTIALS_PROFILE = "aws-profile"
@@ -17,84 +16,102 @@ CREDENTIALS_ENVIRONMENT = "environment"
 DEFAULT_MAX_ATTEMPTS = 8
 
 
-def s3_settings_from_args(
-    args: argparse.Namespace, for_source: bool
+# The settings of an S3 location, shared by the S3 source and the S3 destination (each kind adds its own).
+S3_LOCATION_SETTINGS: tuple[Setting, ...] = (
+    Setting("bucket", "the bucket name", label="Bucket", required=True, placeholder="acme-backups"),
+    Setting("prefix", "a key prefix inside the bucket", label="Prefix", default=""),
+    Setting(
+        "endpoint_url",
+        "the S3-compatible endpoint (empty for AWS)",
+        label="Endpoint URL",
+        placeholder="https://s3.eu-central-1.amazonaws.com",
+    ),
+    Setting("region", "the bucket's region", label="Region"),
+)
+S3_CREDENTIAL_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "access_key_id",
+        "the access key id (kept in the keyring; default $AWS_ACCESS_KEY_ID)",
+        label="Access key ID",
+        secret=True,
+        env="AWS_ACCESS_KEY_ID",
+    ),
+    Setting(
+        "secret_access_key",
+        "file with the secret access key (kept in the keyring; default $AWS_SECRET_ACCESS_KEY)",
+        label="Secret access key",
+        secret=True,
+        secret_file=True,
+        env="AWS_SECRET_ACCESS_KEY",
+        prompt="S3 secret access key: ",
+        prompt_after="access_key_id",
+    ),
+    Setting("aws_profile", "use this AWS profile instead of stored keys", label="AWS profile", stored=False),
+)
+S3_DERIVED = ("credentials", "profile")
+
+
+def build_s3(
+    settings: dict[str, Any], secrets: dict[str, str], ctx: BuildContext
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """(settings for config.toml, secrets for the keyring) from `source|dest add ... s3` options."""
-    if not args.bucket:
-        raise UsageError("An S3 source or destination needs --bucket.", hint="e.g. --bucket acme-backups")
-    settings: dict[str, Any] = {"bucket": args.bucket, "prefix": (args.prefix or "").strip("/")}
-    for option in ("endpoint_url", "region"):
-        if getattr(args, option, None):
-            settings[option] = getattr(args, option)
-    if not for_source:
-        if getattr(args, "compat", False):
-            settings["compat"] = True
-        for option in ("storage_class", "sse"):
-            if getattr(args, option, None):
-                settings[option] = getattr(args, option)
-    secrets: dict[str, str] = {}
-    key_file = getattr(args, "secret_access_key_file", None)
-    if key_file:
-        if not args.access_key_id:
+    """The credentials rule of an S3 location: a key id with a secret key file (kept in the keyring), else
+    both AWS_* variables, else an AWS profile; an edit that names none keeps what the plan has."""
+    settings["prefix"] = str(settings.get("prefix", "")).strip("/")
+    profile = settings.pop("aws_profile", None)
+    out = dict(secrets)
+    key_id, secret = secrets.get("access_key_id"), secrets.get("secret_access_key")
+    fallback_id, fallback_secret = ctx.fallback.get("access_key_id"), ctx.fallback.get("secret_access_key")
+    existing = ctx.existing or {}
+    if secret:
+        if not key_id:
             raise UsageError("--secret-access-key-file needs --access-key-id.")
-        secrets = {
-            "access_key_id": args.access_key_id,
-            "secret_access_key": read_secret_file(key_file, "secret access key"),
+    elif fallback_id and fallback_secret:
+        out.update(access_key_id=key_id or fallback_id, secret_access_key=fallback_secret)
+    elif profile:
+        out.pop("access_key_id", None)
+        settings.update(credentials=CREDENTIALS_PROFILE, profile=profile)
+    elif (
+        not key_id
+        and existing.get("credentials", CREDENTIALS_KEYRING) == CREDENTIALS_KEYRING
+        and {
+            "access_key_id",
+            "secret_access_key",
         }
-    elif os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        secrets = {
-            "access_key_id": args.access_key_id or os.environ["AWS_ACCESS_KEY_ID"],
-            "secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
-        }
-    elif args.aws_profile:
-        settings["credentials"] = CREDENTIALS_PROFILE
-        settings["profile"] = args.aws_profile
+        <= ctx.existing_secrets
+    ):
+        settings["credentials"] = CREDENTIALS_KEYRING  # an edit that changes no key keeps the stored ones
+    elif not key_id and existing.get("credentials") == CREDENTIALS_ENVIRONMENT:
+        settings["credentials"] = CREDENTIALS_ENVIRONMENT
     else:
-        interactive = sys.stdin.isatty() and os.environ.get("DRGUI_NO_PROMPT") != "1"
-        if not interactive or not args.access_key_id:
-            raise UsageError(
-                "No S3 credentials given.",
-                hint="Pass --access-key-id ID --secret-access-key-file FILE, or --aws-profile NAME, "
-                "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (they are then stored in the keyring).",
-            )
-        import getpass
-
-        secrets = {
-            "access_key_id": args.access_key_id,
-            "secret_access_key": getpass.getpass("S3 secret access key: "),
-        }
-    if secrets:
-        settings["credentials"] = CREDENTIALS_KEYRING
-    if not for_source:
-        secrets |= _prune_key_from_args(args)
-        margin = getattr(args, "object_lock_margin_days", None)
-        if margin is not None:
-            if margin < 0:
-                raise UsageError("--object-lock-margin-days must be 0 or more.")
-            settings["object_lock_margin_days"] = int(margin)
-    for value in secrets.values():
-        remember(value)
-    return settings, secrets
-
-
-def _prune_key_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """The S3 destination's prune key (`--prune-access-key-id` + `--prune-secret-access-key-file`), kept
-    in keyring entries of its own; without it prune uses the everyday key."""
-    key_id = getattr(args, "prune_access_key_id", None)
-    key_file = getattr(args, "prune_secret_access_key_file", None)
-    if not key_id and not key_file:
-        return {}
-    if not (key_id and key_file):
         raise UsageError(
-            "The prune key needs both --prune-access-key-id and --prune-secret-access-key-file.",
-            hint="Or leave both out: prune then uses the everyday key (give it the prune key at prune time "
-            "with DRGUI_PRUNE_ACCESS_KEY_ID and DRGUI_PRUNE_SECRET_ACCESS_KEY).",
+            "No S3 credentials given.",
+            hint="Pass --access-key-id ID --secret-access-key-file FILE, or --aws-profile NAME, "
+            "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (they are then stored in the keyring).",
         )
-    return {
-        "prune_access_key_id": key_id,
-        "prune_secret_access_key": read_secret_file(key_file, "prune secret access key"),
-    }
+    for value in out.values():
+        remember(value)
+    if out.get("secret_access_key"):
+        settings["credentials"] = CREDENTIALS_KEYRING
+    return settings, out
+
+
+def s3_values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What stored settings of an S3 location stand for beyond themselves: the profile as aws_profile."""
+    if settings.get("credentials") == CREDENTIALS_PROFILE and settings.get("profile"):
+        return {"aws_profile": settings["profile"]}
+    return {}
+
+
+def locate_s3(settings: Mapping[str, Any], plan_id: str) -> tuple[str, str]:
+    """The kit's words for where an S3 location keeps a plan's snapshots."""
+    prefix = str(settings.get("prefix", "")).strip("/")
+    where = f"s3://{settings.get('bucket', '?')}/{prefix + '/' if prefix else ''}{plan_id}/snapshots/"
+    extra = []
+    if settings.get("endpoint_url"):
+        extra.append(f"endpoint {settings['endpoint_url']}")
+    if settings.get("region"):
+        extra.append(f"region {settings['region']}")
+    return where, ", ".join(extra)
 
 
 def describe_location(settings: dict[str, Any]) -> str:
@@ -146,7 +163,8 @@ def make_client(
         if not key_id or not secret:
             raise EnvironmentNotReady(
                 f"The S3 keys of {owner_kind} '{owner_name}' are not in this machine's keyring.",
-                hint=f"Remove and add the {owner_kind} again with --access-key-id and --secret-access-key-file, "
+                hint=f"Store them: `drgui {owner_kind} edit {owner_name} "
+                "--access-key-id ID --secret-access-key-file FILE`, "
                 "or import the recovery kit.",
             )
         session_args["aws_access_key_id"] = key_id
@@ -183,8 +201,8 @@ def raise_s3_error(error: BaseException, what: str, bucket: str, action: str) ->
     if isinstance(error, NoCredentialsError | PartialCredentialsError):
         raise DestinationError(
             f"{what}: no usable AWS credentials were found for bucket '{bucket}'.",
-            hint="Set the AWS profile or environment variables, or add it again with --access-key-id and "
-            "--secret-access-key-file.",
+            hint="Set the AWS profile or environment variables, or store keys with `edit NAME --access-key-id "
+            "ID --secret-access-key-file FILE`.",
         ) from None
     if isinstance(error, ConnectionError | HTTPClientError):
         raise DestinationError(
@@ -207,11 +225,12 @@ def raise_s3_error(error: BaseException, what: str, bucket: str, action: str) ->
         ),
         "InvalidAccessKeyId": (
             f"the access key id is not known to the endpoint of bucket '{bucket}'",
-            "Check the key (and the endpoint URL), then add the destination again with the right key.",
+            "Check the key (and the endpoint URL), then store the right one with `drgui dest edit NAME "
+            "--access-key-id ID --secret-access-key-file FILE`.",
         ),
         "SignatureDoesNotMatch": (
             f"the secret access key does not match the access key id (bucket '{bucket}')",
-            "Add the destination again with the right --secret-access-key-file.",
+            "Store the right one with `drgui dest edit NAME --secret-access-key-file FILE --access-key-id ID`.",
         ),
         "SlowDown": (
             f"the provider keeps throttling requests to bucket '{bucket}' (SlowDown, after retries)",

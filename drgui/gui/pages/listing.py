@@ -1,4 +1,5 @@
-"""Sources and Destinations pages: a table of what the plan has, Add, Test connection, Remove."""
+"""Sources and Destinations pages: a table of what the plan has, Add, Edit (or double-click), Test connection,
+Remove. The Add and Edit forms are generated from the kinds' declarations (drgui.gui.dialogs)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
-from drgui.gui.dialogs import KIND_LABELS, AddDialog
+from drgui.gui.dialogs import AddDialog, EditDialog, kind_label
 from drgui.gui.widgets import MessageLine, muted, title
 
 BUSY, DONE, ERROR = "busy", "done", "error"  # MessageLine levels
@@ -72,18 +73,22 @@ class PlanItemsPage(QWidget):
         self.add_button = QPushButton("Add…")
         self.add_button.setObjectName("addSourceButton" if self.SOURCE else "addDestinationButton")
         self.add_button.clicked.connect(self.add)
+        self.edit_button = QPushButton("Edit…")
+        self.edit_button.setObjectName("sourceEditButton" if self.SOURCE else "destinationEditButton")
+        self.edit_button.clicked.connect(self.edit_selected)
+        self.table.cellDoubleClicked.connect(self.edit_row)
         self.test_button = QPushButton("Test connection")
         self.test_button.setObjectName("testConnectionButton")
         self.test_button.clicked.connect(self.test_selected)
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self.remove_selected)
-        for button in (self.add_button, self.test_button, self.remove_button):
+        for button in (self.add_button, self.edit_button, self.test_button, self.remove_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout.addLayout(buttons)
         self.message = MessageLine(controller, "testResult")
         layout.addWidget(self.message)
-        self.dialog: AddDialog | None = None
+        self.dialog: AddDialog | EditDialog | None = None
         controller.status_changed.connect(self.show_status)
 
     @property
@@ -96,7 +101,7 @@ class PlanItemsPage(QWidget):
         self.table.setRowCount(len(rows))
         for row, item in enumerate(rows):
             self.table.setItem(row, 0, QTableWidgetItem(item.name))
-            self.table.setItem(row, 1, QTableWidgetItem(KIND_LABELS.get(item.kind, item.kind)))
+            self.table.setItem(row, 1, QTableWidgetItem(kind_label(self.SOURCE, item.kind)))
             self.table.setItem(row, 2, QTableWidgetItem(item.description))
             last = humanize.ago(item.last_success)
             if not self.SOURCE and not item.available:
@@ -116,6 +121,33 @@ class PlanItemsPage(QWidget):
     @Slot()
     def add(self) -> AddDialog:
         self.dialog = AddDialog(self.ws, self.controller.worker, source=self.SOURCE, parent=self)
+        self.dialog.accepted.connect(self.controller.refresh)
+        self.dialog.open()
+        return self.dialog
+
+    @Slot()
+    def edit_selected(self) -> EditDialog | None:
+        name = self.selected_name()
+        if not name:
+            self.say("Select a row first.")
+            return None
+        return self.edit(name)
+
+    @Slot(int, int)
+    def edit_row(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.edit(item.text())
+
+    def edit(self, name: str) -> EditDialog | None:
+        """The generated form of the entry's kind, prefilled; saving runs setup.edit on the worker."""
+        try:
+            self.dialog = EditDialog(
+                self.ws, self.controller.worker, source=self.SOURCE, name=name, parent=self
+            )
+        except DrguiError as error:  # removed meanwhile, or a kind this drgui does not know
+            self.say_error(error)
+            return None
         self.dialog.accepted.connect(self.controller.refresh)
         self.dialog.open()
         return self.dialog

@@ -341,6 +341,9 @@ class Destination(ABC):
     def available(self) -> bool:
         return True
 
+    def ensure_root(self) -> None:  # noqa: B027 - a hook: most kinds have no directory to make
+        """Make the destination's own directory, for kinds that have one (`Kind.creates_root`)."""
+
 
 def list_snapshot_dirs(names: Iterator[str]) -> tuple[list[str], list[str]]:
     """Split directory names under snapshots/ into finished ids and `.partial` (interrupted) ids."""

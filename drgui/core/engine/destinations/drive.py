@@ -8,17 +8,15 @@ keep an encrypted volume mounted where drgui cannot identify it (VeraCrypt, a ne
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from drgui.core.engine.destinations.base import Destination
 from drgui.core.engine.destinations.local import LocalDestination
+from drgui.core.engine.kinds import BuildContext, Kind, Setting
 from drgui.core.errors import EnvironmentNotReady, UsageError
-from drgui.core.plan import config as config_module
 from drgui.core.plan.config import DestConfig
-from drgui.core.plan.home import Home
 from drgui.core.plan.secrets import SecretStore
 from drgui.core.platform.drives import (
     Drive,
@@ -169,34 +167,41 @@ def drive_settings(drive: Drive, plan_id: str, allow_unencrypted: bool) -> dict[
     return settings
 
 
-def drive_settings_from_args(args: argparse.Namespace, drives: DriveLister | None = None) -> dict[str, Any]:
-    """`dest add NAME drive (--uuid UUID | --path MOUNTPOINT) [--allow-unencrypted]` -> settings.
+def build_drive(
+    settings: dict[str, Any], secrets: dict[str, str], ctx: BuildContext, drives: DriveLister | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`uuid` or `path` (a mount point) [+ allow_unencrypted] -> what config.toml keeps about the drive.
 
-    Exit 2 for an unencrypted drive without --allow-unencrypted (the message says how to encrypt
-    it) or a plain directory without it; exit 3 for a --uuid that is not plugged in.
+    Exit 2 for an unencrypted drive without allow_unencrypted (the message says how to encrypt it) or a
+    plain directory without it; exit 3 for a uuid that is not plugged in. The CLI and the app both come here.
     """
     lister = drives or list_drives
-    allow = bool(getattr(args, "allow_unencrypted", False))
-    if bool(args.uuid) == bool(args.path):
+    allow = bool(settings.get("allow_unencrypted", False))
+    uuid, mount = settings.get("uuid"), settings.get("path")
+    if bool(uuid) == bool(mount):
         raise UsageError(
-            "A drive destination needs exactly one of --uuid UUID or --path MOUNTPOINT.",
-            hint="Plug the drive in and pass its mount point, e.g. --path /media/you/DRKEY.",
+            "A drive destination needs exactly one of a filesystem UUID (--uuid) or a mount point (--path).",
+            hint="Plug the drive in and give its mount point, e.g. --path /media/you/DRKEY.",
         )
-    plan_id = config_module.load(Home.resolve(args.home)).plan_id
-    if args.uuid:
-        drive = require_drive(args.uuid, lister())
+    if uuid:
+        drive = require_drive(str(uuid), lister())
         check_encryption(drive, allow)
-        return drive_settings(drive, plan_id, allow)
-    path = Path(args.path).expanduser().absolute()
+        return drive_settings(drive, ctx.plan_id, allow), secrets
+    path = Path(str(mount))
     if not path.is_dir():
-        raise UsageError(f"{path} is not a directory.", hint="Pass the mount point of the plugged-in drive.")
+        missing = next((p for p in reversed(path.parents) if not p.exists()), None)
+        raise UsageError(
+            f"{path} is not a directory"
+            + (f" ({missing} does not exist: is the drive mounted?)." if missing else "."),
+            hint="Pass the mount point of the plugged-in drive.",
+        )
     try:
         found = drive_for_path(path, lister())
     except EnvironmentNotReady:  # no drive tool here: the path can only be a plain directory
         found = None
     if found is not None:
         check_encryption(found, allow)
-        return drive_settings(found, plan_id, allow)
+        return drive_settings(found, ctx.plan_id, allow), secrets
     # Not a drive the OS reports: nothing tells us it is encrypted, so the same rule as an unknown drive.
     check_encryption(
         Drive(
@@ -211,4 +216,58 @@ def drive_settings_from_args(args: argparse.Namespace, drives: DriveLister | Non
         ),
         allow,
     )
-    return {"path": str(path), "allow_unencrypted": True, "encryption": "unknown", "plan_id": plan_id}
+    return {
+        "path": str(path),
+        "allow_unencrypted": True,
+        "encryption": "unknown",
+        "plan_id": ctx.plan_id,
+    }, secrets
+
+
+def _open(config: DestConfig, store: SecretStore | None, scope: str = "") -> DriveDestination:
+    return DriveDestination(config, store)  # already per plan: `drgui/<plan id>/` on the drive
+
+
+def locate_drive(settings: Mapping[str, Any], plan_id: str) -> tuple[str, str]:
+    label = settings.get("label") or "(no label)"
+    return (
+        f"removable drive {label}, filesystem UUID {settings.get('uuid', '?')}",
+        f"last mounted at {settings['path']}" if settings.get("path") else "",
+    )
+
+
+KIND = Kind(
+    name="drive",
+    role="destination",
+    label="Removable drive (USB stick, external disk)",
+    description="a removable drive found by filesystem UUID, wherever it is mounted; encrypted unless allowed",
+    settings=(
+        Setting(
+            "path",
+            "the mount point of the plugged-in drive",
+            label="Mount point",
+            path=True,
+            widget="dir",
+            replaces=("uuid",),
+        ),
+        Setting(
+            "uuid",
+            "the drive's filesystem UUID (instead of --path)",
+            label="or filesystem UUID",
+            replaces=("path",),
+        ),
+        Setting(
+            "allow_unencrypted",
+            "accept a drive without encryption (BitLocker, FileVault, LUKS)",
+            label="Accept an unencrypted drive",
+            type=bool,
+        ),
+    ),
+    opener=_open,
+    build=build_drive,
+    derived=("encryption", "plan_id", "label", "container_uuid"),
+    locate=locate_drive,
+    default_retention={"daily": 7},
+    scoped=False,
+    order=2,
+)

@@ -6,13 +6,14 @@ import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotWriter, list_snapshot_dirs
 from drgui.core.engine.fsutil import atomic_writer, fsync_dir
+from drgui.core.engine.kinds import Kind, Setting
 from drgui.core.engine.snapshot import INDEX_FILE, SNAPSHOTS_DIR, Index
 from drgui.core.errors import DestinationError, UsageError
 from drgui.core.plan.config import DestConfig
@@ -232,3 +233,50 @@ class LocalDestination(Destination):
         with contextlib.suppress(FileNotFoundError):
             (path / INDEX_FILE).unlink()
         shutil.rmtree(path, ignore_errors=True)
+
+
+def check_folder(path: str) -> str:
+    """A destination folder is an existing folder or a new one inside an existing folder: a missing parent
+    is most often a NAS or drive that is not mounted, and creating it would fill the system disk instead."""
+    folder = Path(path)
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(
+            f"{existing} is a file, not a folder"
+            + ("." if existing == folder else f", so {folder} cannot be made inside it."),
+            hint="Choose a folder, or a new name for one.",
+        )
+    if not folder.exists() and not folder.parent.is_dir():
+        raise UsageError(
+            f"Cannot make the destination folder {folder}: its parent folder {folder.parent} does not exist.",
+            hint="Create the parent folder first (or mount the NAS or drive it is on), or choose another folder.",
+        )
+    return path
+
+
+def locate_folder(settings: Mapping[str, Any], plan_id: str) -> tuple[str, str]:
+    return f"{settings.get('path', '?')}/{plan_id}/snapshots/", "a directory on the old machine"
+
+
+KIND = Kind(
+    name="local",
+    role="destination",
+    label="Folder on this computer or a NAS",
+    description="a directory on this computer or a mounted NAS",
+    settings=(
+        Setting(
+            "path",
+            "the folder (made if missing, inside an existing folder)",
+            label="Folder",
+            required=True,
+            path=True,
+            widget="dir",
+            validate=check_folder,
+        ),
+    ),
+    opener=LocalDestination,
+    locate=locate_folder,
+    default_retention={"daily": 7},
+    creates_root=True,
+    order=0,
+)

@@ -1,11 +1,17 @@
-"""Build a Destination from its config: the one place that maps kinds to classes."""
+"""The destination kinds (every module of this package that declares `KIND`) and opening a Destination."""
 
 from __future__ import annotations
 
 from drgui.core.engine.destinations.base import Destination
-from drgui.core.errors import UsageError
+from drgui.core.engine.kinds import Kind, KindRegistry
 from drgui.core.plan.config import DestConfig
 from drgui.core.plan.secrets import SecretStore
+
+DEST_KINDS = KindRegistry("destination", "drgui.core.engine.destinations")
+
+
+def dest_kind(name: str) -> Kind:
+    return DEST_KINDS.get(name)
 
 
 def open_destination(
@@ -16,18 +22,12 @@ def open_destination(
     for_prune: bool = False,
 ) -> Destination:
     """The destination as one plan sees it: scoped to `<root>/<plan id>/` (the plan id defaults to the
-    store's). A drive's folder is already per plan (`drgui/<plan id>/`), so it gets no further scope."""
+    store's). A kind that is already per plan (a drive's `drgui/<plan id>/`) declares `scoped=False`."""
+    kind = dest_kind(config.kind)
     scope = plan_id if plan_id is not None else (store.plan_id if store is not None else "")
-    if config.kind == "local":
-        from drgui.core.engine.destinations.local import LocalDestination
-
-        return LocalDestination(config, store, scope=scope)
-    if config.kind == "s3":
-        from drgui.core.engine.destinations.s3 import S3Destination
-
-        return S3Destination(config, store, scope=scope, for_prune=for_prune)  # prune: the prune key
-    if config.kind == "drive":
-        from drgui.core.engine.destinations.drive import DriveDestination
-
-        return DriveDestination(config, store)
-    raise UsageError(f"Unknown destination kind '{config.kind}'.", hint="Use local, s3 or drive.")
+    if for_prune and kind.prune_key:  # the prune key, where the kind has one (S3)
+        dest = kind.opener(config, store, scope=scope if kind.scoped else "", for_prune=True)
+    else:
+        dest = kind.opener(config, store, scope=scope if kind.scoped else "")
+    assert isinstance(dest, Destination)
+    return dest

@@ -26,10 +26,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from drgui.core.engine import kinds, s3common
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotWriter
 from drgui.core.engine.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.engine.snapshot import INDEX_FILE, Index, snapshot_prefix
-from drgui.core.errors import DestinationError
+from drgui.core.errors import DestinationError, UsageError
 from drgui.core.plan.config import DestConfig
 from drgui.core.plan.secrets import SecretStore, remember
 from drgui.core.timing import retention
@@ -737,3 +738,83 @@ class S3Destination(Destination):
                 raise DestinationError(f"{self._what} returned different bytes than were written.")
             report[step] = True
         return report
+
+
+def _lock_mode(value: Any) -> str:
+    mode = str(value).lower()
+    if mode not in (*OBJECT_LOCK_MODES, "off"):
+        raise UsageError(f"Unknown Object Lock mode '{value}'.", hint="Use governance, compliance or off.")
+    return mode
+
+
+def _margin_days(value: Any) -> int:
+    if int(value) < 0:
+        raise UsageError("--object-lock-margin-days must be 0 or more.")
+    return int(value)
+
+
+def _build(
+    settings: dict[str, Any], secrets: dict[str, str], ctx: kinds.BuildContext
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The shared S3 rules, plus: the prune key comes as a pair (or not at all)."""
+    pair = [secrets.get("prune_access_key_id"), secrets.get("prune_secret_access_key")]
+    if any(pair) and not all(pair):
+        raise UsageError(
+            "The prune key needs both --prune-access-key-id and --prune-secret-access-key-file.",
+            hint="Or leave both out: prune then uses the everyday key (give it the prune key at prune time "
+            "with DRGUI_PRUNE_ACCESS_KEY_ID and DRGUI_PRUNE_SECRET_ACCESS_KEY).",
+        )
+    return s3common.build_s3(settings, secrets, ctx)
+
+
+# The S3 destination's settings: the shared location and credentials plus its own (one line per setting).
+KIND = kinds.Kind(
+    name="s3",
+    role="destination",
+    label="S3 bucket (AWS, Backblaze B2, Cloudflare R2, MinIO)",
+    description="a bucket/prefix on any S3-compatible service: the off-site copy",
+    settings=(
+        *s3common.S3_LOCATION_SETTINGS,
+        kinds.Setting("compat", "checksum behaviour for B2, R2, MinIO", label="B2/R2/MinIO mode", type=bool),
+        kinds.Setting(
+            "storage_class", "the storage class of uploads, e.g. STANDARD_IA", label="Storage class"
+        ),
+        kinds.Setting("sse", "server-side encryption (AES256 or aws:kms)", label="Server-side encryption"),
+        kinds.Setting(
+            "object_lock_mode",
+            "retention on a bucket with Object Lock: governance, compliance or off "
+            "(default governance when the bucket has it; docs/offsite.md)",
+            label="Object Lock mode",
+            validate=_lock_mode,
+        ),
+        kinds.Setting(
+            "object_lock_margin_days",
+            "days of retention beyond what the retention policy keeps (default 7)",
+            label="Object Lock margin (days)",
+            type=int,
+            validate=_margin_days,
+        ),
+        *s3common.S3_CREDENTIAL_SETTINGS,
+        kinds.Setting(
+            "prune_access_key_id",
+            "the key prune deletes with (kept in the keyring; the everyday key then need not delete)",
+            label="Prune key ID",
+            secret=True,
+        ),
+        kinds.Setting(
+            "prune_secret_access_key",
+            "file with the prune key's secret (kept in the keyring)",
+            label="Prune key secret",
+            secret=True,
+            secret_file=True,
+        ),
+    ),
+    opener=S3Destination,
+    build=_build,
+    to_values=s3common.s3_values,
+    derived=s3common.S3_DERIVED,
+    locate=s3common.locate_s3,
+    default_retention={"daily": 30, "monthly": 12},
+    prune_key=True,
+    order=1,
+)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
+from drgui.core.engine.kinds import RESTORE_FILE, Kind, Setting
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source
 from drgui.core.errors import SourceError
 
@@ -105,3 +106,24 @@ class EnvSource(Source):
             }
         )
         yield PartStream("env", io.BytesIO(data), compressed=False)
+
+
+KIND = Kind(
+    name="env",
+    role="source",
+    label=".env file",
+    description="a .env file: its bytes, and its key names (never values) in the manifest",
+    settings=(
+        Setting("path", "the .env file", label=".env file", required=True, path=True, widget="file"),
+        Setting(
+            "require",
+            "a key that must exist (repeatable)",
+            label="Required keys (comma-separated)",
+            repeatable=True,
+            placeholder="DATABASE_URL, STRIPE_SECRET_KEY",
+        ),
+    ),
+    opener=EnvSource,
+    restore_as=RESTORE_FILE,
+    order=2,
+)

@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from drgui.core.engine.kinds import RESTORE_TREE, Kind, Setting
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.errors import SourceError
 from drgui.core.progress import CancelToken
@@ -185,3 +186,24 @@ class FolderSource(Source):
                 "bytes": sum(f.get("size", 0) for f in files),
             }
         )
+
+
+KIND = Kind(
+    name="folder",
+    role="source",
+    label="Folder (uploads, media)",
+    description="a directory tree (uploads, media): every file with its sha256",
+    settings=(
+        Setting("path", "the folder to back up", label="Folder", required=True, path=True, widget="dir"),
+        Setting(
+            "exclude",
+            "skip paths matching this glob (repeatable)",
+            label="Exclude (globs, comma-separated)",
+            repeatable=True,
+            placeholder="'*.tmp'",
+        ),
+    ),
+    opener=FolderSource,
+    restore_as=RESTORE_TREE,
+    order=1,
+)

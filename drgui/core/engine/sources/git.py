@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Generator
 from pathlib import Path
 
+from drgui.core.engine.kinds import RESTORE_REPOSITORY, Kind, Setting
 from drgui.core.engine.sources.base import CaptureContext, ChildProcess, PartStream, Source
 from drgui.core.errors import EnvironmentNotReady, SourceError
 from drgui.core.plan.secrets import redact
@@ -73,3 +74,15 @@ class GitSource(Source):
         if code != 0:
             raise SourceError(f"git bundle of '{self.name}' failed: {redact(child.stderr_tail())}")
         ctx.manifest.update({"path": str(self.path), "head": head, "refs": refs})
+
+
+KIND = Kind(
+    name="git",
+    role="source",
+    label="Git repository",
+    description="a git repository, as a bundle of every ref",
+    settings=(Setting("path", "the repository", label="Repository", required=True, path=True, widget="dir"),),
+    opener=GitSource,
+    restore_as=RESTORE_REPOSITORY,
+    order=4,
+)

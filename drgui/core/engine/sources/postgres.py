@@ -10,7 +10,7 @@ import re
 import subprocess
 import tempfile
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from drgui.core.engine import scratch
+from drgui.core.engine.kinds import RESTORE_DATABASE, BuildContext, Kind, Setting
 from drgui.core.engine.sources.base import CaptureContext, ChildProcess, PartStream, Source
 from drgui.core.errors import EnvironmentNotReady, SourceError, UsageError
 from drgui.core.pg import pgtools
@@ -108,7 +109,9 @@ def connect_error(error: psycopg.Error, what: str) -> SourceError:
     text = redact(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
-        hint = "Check the user and password; store a new one with `drgui source add NAME postgres --dsn ...`."
+        hint = (
+            "Check the user and password; store a new one with `drgui source edit NAME --password-file FILE`."
+        )
     elif "does not exist" in lowered and "database" in lowered:
         hint = "Check the database name in the DSN."
     elif "could not translate host name" in lowered or "name or service not known" in lowered:
@@ -246,8 +249,9 @@ class PostgresSource(Source):
         if password is None:
             raise EnvironmentNotReady(
                 f"The keyring has no password for source {self.name}.",
-                hint=f"Store it again: `drgui source remove {self.name}`, then `drgui source add {self.name} "
-                "postgres --dsn ...` with the password (or use the Sources page of the app).",
+                hint=f"Store it again: `drgui source edit {self.name} --password-file FILE` (or Edit on the "
+                f"Sources page of the app); a source made with `drgui source add {self.name} postgres --dsn ...` "
+                "takes the password in the DSN too.",
             )
         return password
 
@@ -369,3 +373,54 @@ class PostgresSource(Source):
             return
         ctx.manifest["globals"] = {"included": True}
         yield PartStream("globals.sql.zst", io.BytesIO(result.stdout), compressed=True)
+
+
+def _build(
+    settings: dict[str, Any], secrets: dict[str, str], ctx: BuildContext
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The DSN is split: connection settings to config.toml, its password (if any) to the keyring.
+    A password file wins over the DSN's password, which wins over PGPASSWORD (`ctx.fallback`)."""
+    params, dsn_password = split_dsn(str(settings.pop("dsn")))
+    password = secrets.get("password") or dsn_password or ctx.fallback.get("password")
+    out = dict(secrets)
+    if password:
+        out["password"] = password
+    kept = bool(ctx.existing and ctx.existing.get("has_password") and "password" in ctx.existing_secrets)
+    return {**params, "has_password": bool(password) or kept}, out
+
+
+def _values(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {"dsn": make_conninfo(**{k: str(v) for k, v in settings.items() if k in CONNINFO_KEYS})}
+
+
+KIND = Kind(
+    name="postgres",
+    role="source",
+    label="PostgreSQL database",
+    description="a PostgreSQL database (pg_dump), with its roles, row counts and schema fingerprint",
+    settings=(
+        Setting(
+            "dsn",
+            "postgresql://USER[:PASSWORD]@HOST:PORT/DB; a password in it goes to the keyring",
+            label="Connection (DSN)",
+            required=True,
+            stored=False,
+            placeholder="postgresql://app@db.example.com:5432/app",
+        ),
+        Setting(
+            "password",
+            "file with the database password (else the DSN's, else $PGPASSWORD); kept in the keyring",
+            label="Password",
+            secret=True,
+            secret_file=True,
+            env="PGPASSWORD",
+        ),
+    ),
+    opener=PostgresSource,
+    build=_build,
+    to_values=_values,
+    uses_secrets=lambda settings: ("password",) if settings.get("has_password") else (),
+    derived=(*CONNINFO_KEYS, "has_password"),
+    restore_as=RESTORE_DATABASE,
+    order=0,
+)

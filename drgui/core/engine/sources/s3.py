@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import IO, Any, BinaryIO, NoReturn
 
+from drgui.core.engine import kinds, s3common
 from drgui.core.engine.destinations.base import Destination
 from drgui.core.engine.extract import check_archive, decrypted_pipe, index_sha256_of
 from drgui.core.engine.restore_result import RestoreResult
@@ -437,3 +438,19 @@ def _move_staged(client: Any, bucket: str, staging: str, base: str, writer: Stag
                     "the snapshot still holds them all)",
                     translated.hint,
                 ) from None
+
+
+KIND = kinds.Kind(
+    name="s3",
+    role="source",
+    label="S3 bucket",
+    description="a bucket/prefix of the product's uploads: every object with its sha256",
+    settings=(*s3common.S3_LOCATION_SETTINGS, *s3common.S3_CREDENTIAL_SETTINGS),
+    opener=S3Source,
+    build=s3common.build_s3,
+    to_values=s3common.s3_values,
+    derived=s3common.S3_DERIVED,
+    restore_as=kinds.RESTORE_TREE,
+    restore_to_bucket=True,
+    order=3,
+)
