@@ -107,7 +107,9 @@ def test_every_builtin_kind_declares_itself_once() -> None:
     for kind in SOURCE_KINDS.all():
         assert kind.restore_as, f"{kind.name} does not say how it restores"
     assert {"password"} == set(SOURCE_KINDS.get("postgres").secret_fields)
-    assert {"access_key_id", "secret_access_key"} == set(DEST_KINDS.get("s3").secret_fields)
+    assert {"access_key_id", "secret_access_key", "prune_access_key_id", "prune_secret_access_key"} == set(
+        DEST_KINDS.get("s3").secret_fields
+    )
 
 
 def test_unknown_kind_names_the_known_ones() -> None:
