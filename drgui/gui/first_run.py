@@ -9,7 +9,9 @@ from __future__ import annotations
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -32,6 +34,7 @@ from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
 from drgui.gui.icons import icon
+from drgui.gui.kit import KitImportForm
 from drgui.gui.widgets import error_html
 from drgui.gui.worker import Worker
 
@@ -120,6 +123,14 @@ class PlanPage(AsyncPage):
         super().__init__(wizard)
         self.setTitle("Your recovery plan")
         self.setSubTitle("Name the product, and say how much data and time you can afford to lose.")
+        kit_row = QHBoxLayout()
+        kit_row.addWidget(QLabel("A new computer for a plan you already have?"))
+        self.kit_button = QPushButton("Restore from a recovery kit…")
+        self.kit_button.setObjectName("wizardKitButton")
+        self.kit_button.clicked.connect(wizard.restore_from_kit)
+        kit_row.addWidget(self.kit_button)
+        kit_row.addStretch(1)
+        self.layout_.addLayout(kit_row)
         form = QFormLayout()
         self.name = QLineEdit("My SaaS")
         self.name.setObjectName("planName")
@@ -300,3 +311,31 @@ class FirstRunWizard(QWizard):
         self.backup_page = BackupPage(self)
         for page in (self.plan_page, self.source_page, self.dest_page, self.backup_page):
             self.addPage(page)
+
+    @Slot()
+    def restore_from_kit(self) -> QDialog:
+        """ "Restore from a recovery kit": the kit's plan is imported into this home, then the app opens on it."""
+        dialog = QDialog(self)
+        dialog.setObjectName("kitImportDialog")
+        dialog.setWindowTitle("Restore from a recovery kit")
+        layout = QVBoxLayout(dialog)
+        intro = QLabel(
+            "Choose the .kit.json written with the printed kit and type the recovery passphrase. The plan, "
+            "its destinations and its key come back; then restore from the Snapshots page."
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = KitImportForm(self.worker, lambda: self.home, dialog)
+        layout.addWidget(form)
+        form.imported.connect(self.on_kit_imported)
+        form.imported.connect(dialog.accept)
+        self.kit_dialog = dialog
+        self.kit_form = form
+        dialog.open()
+        return dialog
+
+    @Slot(object)
+    def on_kit_imported(self, _result) -> None:
+        self.ws = Workspace(self.home)
+        self.plan_page.done_ok = True  # the plan exists now: QWizard validates the current page on accept
+        self.accept()

@@ -1,0 +1,106 @@
+"""Issue 14, "everything a founder needs is in the app": the recovery kit, the weekly review, notifications,
+the first-run wizard's sources, the tray's status line, database restores, progress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from drgui.core.plan.home import Home
+from drgui.core.plan.workspace import Workspace
+from drgui.gui.app import App
+from drgui.gui.first_run import FirstRunWizard
+from drgui.gui.main_window import PAGES
+from tests.engine_fixtures import PASSPHRASE
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def started(qtbot, gui_app) -> App:
+    with qtbot.waitSignal(gui_app.controller.status_changed, timeout=30_000):
+        gui_app.start("dashboard")
+    return gui_app
+
+
+def export_kit(qtbot, app: App, pdf: Path):
+    window = app.window
+    window.findChild(type(window.open_log_action), "kitExportAction").trigger()
+    assert window.current_page == "kit"
+    page = window.pages["kit"]
+    page.export_path.setText(str(pdf))
+    assert not page.print_button.isEnabled()
+    button = page.findChild(type(page.export_button), "kitExportButton")
+    button.click()
+    qtbot.waitUntil(lambda: page.files is not None, timeout=60_000)
+    return page
+
+
+def test_kit_export_from_the_help_menu_writes_pdf_and_json_and_offers_print(qtbot, started, tmp_path) -> None:
+    assert "kit" in PAGES
+    pdf = tmp_path / "acme-kit"  # ".pdf" is added, as the CLI does
+    page = export_kit(qtbot, started, pdf)
+    written = tmp_path / "acme-kit.pdf"
+    assert written.is_file() and (tmp_path / "acme-kit.kit.json").is_file()
+    assert "Written" in page.export_message.text()
+    assert page.print_button.isEnabled() and page.open_button.isEnabled()
+    text = subprocess.run(["pdftotext", str(written), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Acme" in text
+    kit = json.loads((tmp_path / "acme-kit.kit.json").read_text())
+    assert kit["kind"] == "drgui-recovery-kit"
+    assert any(e["kind"] == "kit.export" for e in started.ws.history.events())
+
+
+def test_kit_export_into_a_missing_folder_says_so(qtbot, started, tmp_path) -> None:
+    started.window.show_page("kit")
+    page = started.window.pages["kit"]
+    page.export_path.setText(str(tmp_path / "nowhere" / "kit.pdf"))
+    page.export_button.click()
+    assert "does not exist" in page.export_message.text()
+
+
+def test_first_run_wizard_restores_a_plan_from_a_kit(qtbot, started, tmp_path) -> None:
+    export_kit(qtbot, started, tmp_path / "kit.pdf")
+    home = Home(tmp_path / "new-machine")
+    wizard = FirstRunWizard(home)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    dialog = wizard.restore_from_kit()
+    form = wizard.kit_form
+    form.kit_file.setText(str(tmp_path / "kit.kit.json"))
+    form.passphrase.setText("not the passphrase at all")
+    form.import_button.click()
+    assert form.passphrase.text() == ""  # nothing typed stays in the form
+    qtbot.waitUntil(lambda: form.import_button.isEnabled() and form.message.level == "error", timeout=60_000)
+    assert not home.exists()
+    form.passphrase.setText(PASSPHRASE)
+    with qtbot.waitSignal(wizard.accepted, timeout=60_000):
+        form.import_button.click()
+    assert form.message.level == "done", form.message.text()
+    assert wizard.result() == FirstRunWizard.DialogCode.Accepted
+    assert not dialog.isVisible()
+    assert home.exists() and wizard.ws is not None
+    imported = Workspace(home)
+    assert imported.plan.plan_id == started.ws.plan.plan_id
+    assert [s.name for s in imported.plan.sources] == [s.name for s in started.ws.plan.sources]
+    assert imported.identity() == started.ws.identity()
+
+
+def test_kit_page_imports_only_into_a_new_folder(qtbot, started, tmp_path) -> None:
+    page = export_kit(qtbot, started, tmp_path / "kit.pdf")
+    form = page.import_form
+    form.kit_file.setText(str(tmp_path / "kit.kit.json"))
+    form.passphrase.setText(PASSPHRASE)
+    page.import_home.setText(str(started.ws.home.path))
+    form.import_button.click()
+    assert "already holds a plan" in form.message.text()
+    page.import_home.setText(str(tmp_path / "rehearsal"))
+    form.passphrase.setText(PASSPHRASE)
+    form.findChild(type(form.import_button), "kitImportButton").click()
+    qtbot.waitUntil(lambda: "imported" in form.message.text(), timeout=60_000)
+    assert Home(tmp_path / "rehearsal").exists()
+    QApplication.processEvents()
