@@ -4,7 +4,9 @@ the first-run wizard's sources, the tray's status line, database restores, progr
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ from PySide6.QtWidgets import QApplication
 
 from drgui.core.plan.home import Home
 from drgui.core.plan.workspace import Workspace
+from drgui.gui import humanize
 from drgui.gui.app import App
+from drgui.gui.app_words import app_words
 from drgui.gui.first_run import FirstRunWizard
 from drgui.gui.main_window import PAGES
 from tests.engine_fixtures import PASSPHRASE
@@ -104,3 +108,72 @@ def test_kit_page_imports_only_into_a_new_folder(qtbot, started, tmp_path) -> No
     qtbot.waitUntil(lambda: "imported" in form.message.text(), timeout=60_000)
     assert Home(tmp_path / "rehearsal").exists()
     QApplication.processEvents()
+
+
+# --- weekly review -------------------------------------------------------------------------------------
+
+
+def test_weekly_review_evaluates_the_automatic_checks_and_finish_records_the_run(qtbot, started) -> None:
+    from PySide6.QtCore import Qt
+
+    from drgui.core.ops import autochecks, checklists
+    from drgui.core.ops.backup import run_backup
+
+    run_backup(started.ws)
+    started.window.show_page("checklists")
+    page = started.window.pages["checklists"]
+    assert page.checklist is not None and page.checklist.id == "weekly-review"  # opens on the weekly review
+    assert "No run of this checklist yet." in page.past.item(0).text()
+    page.start_button.click()
+    expected = autochecks.evaluate(started.ws, page.checklist.checks, datetime.now(UTC))
+    texts = [page.items.item(i).text() for i in range(page.items.count())]
+    autos = [item for item in page.checklist.items if item.kind == "auto"]
+    for item in autos:
+        ok, detail = expected[item.check]
+        shown = next(t for t in texts if app_words(item.text) in t)
+        assert shown.startswith("✓ " if ok else "✗ ") and detail in shown, shown
+    assert expected["backup_within_rpo"][0] and not expected["verify_latest_ok"][0]  # one passes, one fails
+    done = sum(ok for ok, _ in expected.values())
+    total = len(page.checklist.items)
+    failed = len(autos) - done
+    assert (
+        page.progress.text()
+        == f"{done} of {total} done ({humanize.plural(failed, 'automatic check')} failed)"
+    )
+    first_manual = next(
+        page.items.item(i)
+        for i in range(page.items.count())
+        if page.items.item(i).flags() & Qt.ItemFlag.ItemIsUserCheckable
+    )
+    first_manual.setCheckState(Qt.CheckState.Checked)
+    assert page.progress.text().startswith(f"{done + 1} of {total}")
+    finish = page.findChild(type(page.finish_button), "checklistFinishButton")
+    finish.click()
+    run = started.ws.history.runs("checklist")[0]
+    assert run.status == "partial" and run.target == "weekly-review"
+    record = checklists.ChecklistRun.from_dict(run.detail["run"])
+    assert sum(s.done for s in record.states.values()) == done + 1
+    assert "Signed off" in page.message.text()
+    assert f"{done + 1} of {total} done" in page.past.item(0).text()
+    assert not finish.isEnabled() and page.start_button.isEnabled()
+
+
+def test_checklist_texts_speak_the_apps_words_and_show_no_placeholder(qtbot, started) -> None:
+    page = started.window.pages["checklists"]
+    assert app_words("Run `drgui backup` so this week's exports are copied.") == (
+        "Click Back up now so this week's exports are copied."
+    )
+    seen = []
+    for row in range(page.list.count()):
+        page.list.setCurrentRow(row)
+        for i in range(page.items.count()):
+            item = page.items.item(i)
+            seen.append(item.text())
+            for text in (item.text(), item.toolTip(), page.summary.text()):
+                assert "`drgui" not in text, text
+                assert not re.search(r"\{[a-z_]+\}", text), text
+    assert any("click Back up now" in t or "Click Back up now" in t for t in seen)
+    # the .env keys of the plan expand the per-key items of "A secret leaked"
+    page.select("secret-leaked")
+    texts = [page.items.item(i).text() for i in range(page.items.count())]
+    assert any("Rotate STRIPE_SECRET_KEY" in t for t in texts), texts
