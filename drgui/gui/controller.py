@@ -51,6 +51,7 @@ class Controller(QObject):
     backup_cancelled = Signal()
     backup_done = Signal()
     problem = Signal(object)  # DrguiError from any job, for the window's banner
+    reminder_preview_requested = Signal()  # Settings → "Preview reminder": the app's reminders show it
 
     def __init__(self, ws: Workspace, worker: Worker | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)

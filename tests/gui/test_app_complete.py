@@ -3,11 +3,14 @@ the first-run wizard's sources, the tray's status line, database restores, progr
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
 import subprocess
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -177,3 +180,85 @@ def test_checklist_texts_speak_the_apps_words_and_show_no_placeholder(qtbot, sta
     page.select("secret-leaked")
     texts = [page.items.item(i).text() for i in range(page.items.count())]
     assert any("Rotate STRIPE_SECRET_KEY" in t for t in texts), texts
+
+
+# --- notifications ---------------------------------------------------------------------------------------
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook_server():
+    _Hook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/secret-path-0123456789", _Hook.received
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_is_set_as_a_secret_and_tested_from_settings(qtbot, started, webhook_server) -> None:
+    from drgui.core.ops import notify
+
+    url, received = webhook_server
+    started.window.show_page("settings")
+    page = started.window.pages["settings"]
+    assert "Not set" in page.webhook_state.text() and not page.webhook_test.isEnabled()
+    page.webhook_edit.setText("ftp://nope")
+    page.webhook_save.click()
+    assert "https://" in page.notify_message.text() and page.notify_message.level == "error"
+    page.webhook_edit.setText(url)
+    page.webhook_save.click()
+    assert page.webhook_edit.text() == ""  # nothing typed stays in the form
+    qtbot.waitUntil(lambda: "saved" in page.notify_message.text(), timeout=30_000)
+    assert notify.webhook_url(started.ws) == url
+    assert "secret-path" not in started.ws.home.config_path.read_text()
+    assert "127.0.0.1" in page.webhook_state.text() and "secret-path" not in page.webhook_state.text()
+    page.webhook_test.click()
+    qtbot.waitUntil(lambda: "Test sent" in page.notify_message.text(), timeout=30_000)
+    assert received and "Test from drgui" in received[-1]["text"]
+    page.webhook_clear.click()
+    qtbot.waitUntil(lambda: "removed" in page.notify_message.text(), timeout=30_000)
+    assert notify.webhook_url(started.ws) is None and "Not set" in page.webhook_state.text()
+
+
+def test_preview_reminder_shows_the_sunday_notification_now(qtbot, started) -> None:
+    page = started.window.pages["settings"]
+    with qtbot.waitSignal(started.reminders.reminder_due, timeout=10_000) as blocker:
+        page.findChild(type(page.preview_button), "previewReminderButton").click()
+    reminder = blocker.args[0]
+    assert reminder.title == "Weekly review" and reminder.lines
+    banner = started.window.banner  # no tray here: the reminder is the window's banner
+    assert banner.isVisible() and "Weekly review" in banner.text.text()
+    assert not started.reminders.shown  # a preview is not the week's reminder: the real one still comes
+
+
+def test_autostart_at_login_is_a_checkbox(qtbot, started, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    page = started.window.pages["settings"]
+    page.load()
+    desktop = tmp_path / "config" / "autostart" / "drgui-autostart.desktop"
+    assert not page.autostart_check.isChecked()
+    page.autostart_check.setChecked(True)
+    assert desktop.is_file(), page.notify_message.text()
+    assert str(started.ws.home.path) in desktop.read_text()
+    assert "start at login" in page.notify_message.text()
+    page.load()
+    assert page.autostart_check.isChecked()
+    page.autostart_check.setChecked(False)
+    assert not desktop.exists()
+    page.load()
+    assert not page.autostart_check.isChecked()
