@@ -262,3 +262,33 @@ def test_autostart_at_login_is_a_checkbox(qtbot, started, tmp_path, monkeypatch)
     assert not desktop.exists()
     page.load()
     assert not page.autostart_check.isChecked()
+
+
+# --- tray status line ---------------------------------------------------------------------------------
+
+
+def test_tray_menu_starts_with_a_status_line_that_follows_the_state(qtbot, started) -> None:
+    from datetime import timedelta
+
+    from drgui.core.ops.backup import run_backup
+    from drgui.gui.tray import Tray, status_line
+
+    tray = Tray(started.actions, started.reminders, started.controller)
+    first = tray.menu.actions()[0]
+    assert first.objectName() == "trayStatusLine" and not first.isEnabled()
+    assert first.text() == "No backup yet · 2 sources outside the RPO: files, env"
+    with qtbot.waitSignal(started.controller.backup_done, timeout=60_000):
+        started.controller.start_backup()
+        assert first.text() == "Backing up now…"
+    qtbot.waitUntil(lambda: first.text().startswith("Last backup just now"), timeout=30_000)
+    assert first.text() == "Last backup just now · all sources within RPO"
+    status = started.controller.status
+    later = status.last_backup["time"] + timedelta(minutes=5)
+    assert status_line(status, now=later) == "Last backup 5 minutes ago · all sources within RPO"
+    run_backup(started.ws)  # a backup from elsewhere (the CLI, the timer): the next status shows it
+    assert started.ws.history.runs("backup")[0].status == "ok"
+    refreshed = started.controller.status
+    with qtbot.waitSignal(started.controller.status_changed, timeout=30_000):
+        started.controller.refresh()
+    assert started.controller.status is not refreshed
+    assert first.text() == status_line(started.controller.status)
