@@ -292,3 +292,48 @@ def test_tray_menu_starts_with_a_status_line_that_follows_the_state(qtbot, start
         started.controller.refresh()
     assert started.controller.status is not refreshed
     assert first.text() == status_line(started.controller.status)
+
+
+# --- first-run wizard ---------------------------------------------------------------------------------
+
+
+def test_first_run_takes_several_sources_and_the_strength_label_follows_the_confirmation(
+    qtbot, tmp_path
+) -> None:
+    from tests.engine_fixtures import make_git_repo, write_env_file, write_folder
+
+    home = Home(tmp_path / "home")
+    wizard = FirstRunWizard(home)
+    qtbot.addWidget(wizard)
+    wizard.show()
+    plan = wizard.plan_page
+    plan.passphrase.setText(PASSPHRASE)
+    assert "type it again" in plan.strength.text()
+    plan.confirm.setText(PASSPHRASE[:5])
+    assert "differs so far" in plan.strength.text()
+    plan.confirm.setText(PASSPHRASE[:5] + "X")
+    assert "type the same passphrase twice" in plan.strength.text()
+    plan.confirm.setText(PASSPHRASE)
+    assert "both entries match" in plan.strength.text()
+    with qtbot.waitSignal(wizard.currentIdChanged, timeout=30_000):
+        wizard.next()
+    page = wizard.source_page
+    sources = {
+        "uploads": ("folder", {"path": str(write_folder(tmp_path / "uploads"))}),
+        "env": ("env", {"path": str(write_env_file(tmp_path / "app.env"))}),
+        "repo": ("git", {"path": str(make_git_repo(tmp_path / "repo"))}),
+    }
+    for name, (kind, fields) in sources.items():
+        page.kind.setCurrentIndex(page.kind.findData(kind))
+        page.name.setText(name)
+        for key, value in fields.items():
+            page.form_by_kind[kind].edits[key].setText(value)
+        page.findChild(type(wizard.backup_page.button), "wizardTestButton").click()
+        qtbot.waitUntil(lambda name=name: name in page.added_label.text(), timeout=30_000)
+        assert wizard.currentPage() is page  # the button adds and stays: the next one can be added
+        assert page.name.text() == "" and not page.form_filled()
+    assert "Add another, or Next" in page.added_label.text()
+    with qtbot.waitSignal(wizard.currentIdChanged, timeout=30_000):
+        wizard.next()  # an empty form adds nothing more
+    assert wizard.currentPage() is wizard.dest_page
+    assert [s.name for s in Workspace(home).plan.sources] == ["uploads", "env", "repo"]
