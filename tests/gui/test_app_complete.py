@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QApplication
 
 from drgui.core.plan.home import Home
 from drgui.core.plan.workspace import Workspace
+from drgui.core.progress import Progress
 from drgui.gui import humanize
 from drgui.gui.app import App
 from drgui.gui.app_words import app_words
@@ -337,3 +338,59 @@ def test_first_run_takes_several_sources_and_the_strength_label_follows_the_conf
         wizard.next()  # an empty form adds nothing more
     assert wizard.currentPage() is wizard.dest_page
     assert [s.name for s in Workspace(home).plan.sources] == ["uploads", "env", "repo"]
+
+
+# --- database restore from the app ----------------------------------------------------------------------
+
+
+def test_database_restore_asks_for_the_password_apart_and_forgets_it_on_a_new_source(
+    qtbot, started, pg18_db, tmp_path
+) -> None:
+    from drgui.core.ops.backup import run_backup
+    from drgui.core.plan.setup import add_source
+    from drgui.gui.widgets import progress_text
+
+    pg18_db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)")
+    add_source(started.ws, "db", "postgres", {**_params(pg18_db)}, secrets={"password": pg18_db.password})
+    assert run_backup(started.ws).ok
+    page = started.window.pages["snapshots"]
+    started.window.show_page("snapshots")
+    page.reload()
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=30_000)
+    dialog = page.restore_selected()
+    dialog.source_combo.setCurrentIndex(dialog.source_combo.findData("db"))
+    target = dialog.target.text()
+    new_db = f"{pg18_db.dbname}_restore_{datetime.now().strftime('%Y%m%d')}"
+    assert target.endswith(f"/{new_db}") and target.startswith("postgresql://postgres@127.0.0.1:")
+    assert pg18_db.password not in target  # never in the DSN
+    assert dialog.password.isVisible() and dialog.password.echoMode() == dialog.password.EchoMode.Password
+    assert dialog.password.text() == pg18_db.password  # from the keyring: the target is the source's server
+    dialog.target.setText(target.replace("postgres@", "someone@"))
+    dialog.target.textEdited.emit(dialog.target.text())
+    assert dialog.password.text() == ""  # another login: the source's password is not offered
+    dialog.password.setText("typed-for-another-server")
+    dialog.source_combo.setCurrentIndex(dialog.source_combo.findData("files"))
+    assert dialog.target.text() == "" and dialog.password.text() == "" and not dialog.password.isVisible()
+    dialog.source_combo.setCurrentIndex(dialog.source_combo.findData("db"))
+    assert dialog.target.text() == target and dialog.password.text() == pg18_db.password
+    try:
+        dialog.start_button.click()
+        assert not dialog.source_combo.isEnabled()  # the source cannot change under a running restore
+        qtbot.waitUntil(lambda: "passed" in dialog.status.text(), timeout=120_000)
+        assert re.search(r"\b(1 check|[02-9]\d* checks) passed", dialog.status.text()), dialog.status.text()
+        assert pg18_db.cluster.query("SELECT count(*) FROM t", dbname=new_db) == [(2,)]
+        assert dialog.source_combo.isEnabled()
+    finally:
+        pg18_db.cluster.drop_database(new_db)
+    assert (
+        progress_text(Progress("restore", "db", "", 500, 1000, 100.0))
+        == "50% · 500 B of 1.0 KB · about 5s left"
+    )
+    assert progress_text(Progress("backup", "db", "", 2_000_000, None, 1_000_000.0)) == "2.0 MB · 1.0 MB/s"
+
+
+def _params(database) -> dict[str, str]:
+    from drgui.core.engine.sources.postgres import split_dsn
+
+    params, _password = split_dsn(database.dsn)
+    return params
