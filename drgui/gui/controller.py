@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from drgui.core.engine.sources.envfile import EnvSource
+from drgui.core.engine.sources.registry import open_source
 from drgui.core.errors import DrguiError
 from drgui.core.ops.backup import run_backup
 from drgui.core.ops.history import Run
@@ -30,14 +32,33 @@ class BackupWork:
         return run_backup(self.ws, progress=progress, cancel=cancel)
 
 
+def env_missing_keys(ws: Workspace) -> dict[str, list[str]]:
+    """Per .env source, the required key names its live file lacks now (names only, never values)."""
+    missing: dict[str, list[str]] = {}
+    for config in ws.plan.sources:
+        if config.kind != "env" or not config.settings.get("require"):
+            continue
+        source = open_source(config)
+        if isinstance(source, EnvSource):
+            try:
+                lacking = source.missing_keys()
+            except DrguiError:
+                continue  # an unreadable file is the backup's error to report, not a key problem
+            if lacking:
+                missing[config.name] = lacking
+    return missing
+
+
 class StatusWork:
-    """The status and the latest runs, read on the worker (history and local destination listings)."""
+    """The status, the latest runs and the .env files' missing keys, read on the worker."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
-    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> tuple[Status, list[Run]]:
-        return compute_status(self.ws), self.ws.history.runs(limit=8)
+    def __call__(
+        self, progress: ProgressCallback, cancel: CancelToken
+    ) -> tuple[Status, list[Run], dict[str, list[str]]]:
+        return compute_status(self.ws), self.ws.history.runs(limit=8), env_missing_keys(self.ws)
 
 
 class Controller(QObject):
@@ -59,6 +80,7 @@ class Controller(QObject):
         self.worker = worker or Worker(self)
         self.status: Status | None = None
         self.recent: list[Run] = []
+        self.env_missing: dict[str, list[str]] = {}  # env source -> required keys its file lacks
         self.backup_job: Job | None = None
         self._status_job: Job | None = None
         self._refresh_again = False
@@ -92,10 +114,10 @@ class Controller(QObject):
         self.worker.start(job)
 
     @Slot(object)
-    def _on_status(self, result: tuple[Status, list[Run]]) -> None:
+    def _on_status(self, result: tuple[Status, list[Run], dict[str, list[str]]]) -> None:
         if self.closed:
             return
-        status, self.recent = result
+        status, self.recent, self.env_missing = result
         self.status = status
         self.recent_changed.emit(self.recent)
         self.status_changed.emit(status)

@@ -394,3 +394,35 @@ def _params(database) -> dict[str, str]:
 
     params, _password = split_dsn(database.dsn)
     return params
+
+
+# --- a .env lacking a required key --------------------------------------------------------------------
+
+
+def test_a_env_missing_a_required_key_is_amber_with_the_key_names(qtbot, started, tmp_path) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    from drgui.core.plan.setup import add_source
+    from drgui.gui.widgets import STATE_COLORS
+
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("DATABASE_URL=postgresql://app:pw-value-123@db/app\n")
+    add_source(
+        started.ws, "prod-env", "env", {"path": str(env_file), "require": ["DATABASE_URL", "SENTRY_DSN"]}
+    )
+    dashboard = started.window.pages["dashboard"]
+    with qtbot.waitSignal(started.controller.status_changed, timeout=30_000):
+        started.controller.refresh()  # the status knows the new source (a plan change clears old outcomes)
+    with qtbot.waitSignal(started.controller.backup_done, timeout=60_000):
+        started.controller.start_backup()
+    qtbot.waitUntil(lambda: dashboard.findChild(QLabel, "sourceWarning_prod-env") is not None, timeout=30_000)
+    result = dashboard.result_label
+    assert "SENTRY_DSN" in result.text() and not result.text().startswith("Backed up:")
+    assert STATE_COLORS["warning"] in result.styleSheet() and STATE_COLORS["ok"] not in result.styleSheet()
+    row = dashboard.findChild(QLabel, "sourceWarning_prod-env")
+    assert row.text() == "Missing key(s): SENTRY_DSN" and STATE_COLORS["warning"] in row.styleSheet()
+    assert "pw-value-123" not in row.toolTip() + result.text()
+    env_file.write_text("DATABASE_URL=postgresql://app:pw-value-123@db/app\nSENTRY_DSN=https://x@sentry/1\n")
+    with qtbot.waitSignal(started.controller.status_changed, timeout=30_000):
+        started.controller.refresh()
+    qtbot.waitUntil(lambda: dashboard.findChild(QLabel, "sourceWarning_prod-env") is None, timeout=30_000)

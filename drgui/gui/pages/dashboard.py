@@ -255,6 +255,12 @@ class DashboardPage(QWidget):
                 state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
                 state.setToolTip(source.last_error)
                 state.setObjectName(f"sourceError_{source.name}")
+            elif source.name in self.controller.env_missing:  # backed up, but not what a restore needs
+                keys = ", ".join(self.controller.env_missing[source.name])
+                state.setText(f"Missing key(s): {keys}")
+                state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
+                state.setToolTip(f"The .env file lacks required key(s) {keys}: add them, then back up again.")
+                state.setObjectName(f"sourceWarning_{source.name}")
             self.sources_grid.addWidget(state, row, 4)
         self.sources_grid.setColumnStretch(2, 1)
 
@@ -350,6 +356,12 @@ class DashboardPage(QWidget):
             self._result(
                 STATE_COLORS["warning"],
                 f"Partial backup: snapshot {result.snapshot_id} holds the other sources, but not {missing}",
+            )
+        elif result.ok and any(s.warnings for s in result.sources):  # e.g. a .env lacks a required key
+            warned = "; ".join(w for s in result.sources for w in s.warnings)
+            self._result(
+                STATE_COLORS["warning"],
+                f"Backed up with a warning: snapshot {result.snapshot_id}, but {warned}.",
             )
         elif result.ok:
             self._result(
