@@ -6,20 +6,60 @@ same wherever it is clicked, and a second backup cannot start while one runs.
 
 from __future__ import annotations
 
+import stat
+from dataclasses import replace
+
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from drgui.core.engine.sources.envfile import EnvSource
+from drgui.core.engine.sources.folder import FolderSource, walk
+from drgui.core.engine.sources.postgres import PostgresSource
 from drgui.core.engine.sources.registry import open_source
 from drgui.core.errors import DrguiError
 from drgui.core.ops.backup import run_backup
 from drgui.core.ops.history import Run
 from drgui.core.ops.status import Status, compute_status
 from drgui.core.plan.workspace import Workspace
-from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.progress import CancelToken, Progress, ProgressCallback
 from drgui.gui.worker import Job, Worker
 
 BACKUP = "Backup"
 STATUS = "Status"
+
+
+def estimated_sizes(ws: Workspace, cancel: CancelToken) -> dict[str, int]:
+    """What each source will read, where it can be known cheaply: a folder from a quick scan of its files'
+    sizes, a database from pg_database_size (an upper bound: indexes are not dumped). Others are left out."""
+    sizes: dict[str, int] = {}
+    for config in ws.plan.sources:
+        cancel.check()
+        source = open_source(config, ws.store)
+        try:
+            if isinstance(source, FolderSource):
+                sizes[config.name] = sum(
+                    info.st_size
+                    for _, _, info in walk(source.root, source.excludes)
+                    if stat.S_ISREG(info.st_mode)
+                )
+            elif isinstance(source, PostgresSource):
+                with source.connect() as conn:
+                    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+                sizes[config.name] = int(row[0]) if row else 0
+        except DrguiError:
+            continue  # the backup itself says what is wrong with the source
+    return {name: size for name, size in sizes.items() if size > 0}
+
+
+def with_totals(progress: ProgressCallback, totals: dict[str, int]) -> ProgressCallback:
+    """Progress events of a source read as a share of its estimated size (never past 99% before "done")."""
+
+    def report(event: Progress) -> None:
+        total = totals.get(event.source or "")
+        if event.step == "backup" and total and event.bytes_total is None and event.message != "done":
+            event = replace(event, bytes_total=max(total, event.bytes_done * 100 // 99 + 1))
+        progress(event)
+
+    return report
 
 
 class BackupWork:
@@ -29,7 +69,9 @@ class BackupWork:
         self.ws = ws
 
     def __call__(self, progress: ProgressCallback, cancel: CancelToken):
-        return run_backup(self.ws, progress=progress, cancel=cancel)
+        progress(Progress("backup", None, "Measuring the sources…"))
+        totals = estimated_sizes(self.ws, cancel)
+        return run_backup(self.ws, progress=with_totals(progress, totals), cancel=cancel)
 
 
 def env_missing_keys(ws: Workspace) -> dict[str, list[str]]:

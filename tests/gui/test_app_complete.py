@@ -353,6 +353,12 @@ def test_database_restore_asks_for_the_password_apart_and_forgets_it_on_a_new_so
     pg18_db.execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2)")
     add_source(started.ws, "db", "postgres", {**_params(pg18_db)}, secrets={"password": pg18_db.password})
     assert run_backup(started.ws).ok
+    from drgui.core.progress import CancelToken
+    from drgui.gui.controller import estimated_sizes
+
+    with pg18_db.connect() as conn:
+        db_size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    assert estimated_sizes(started.ws, CancelToken())["db"] == db_size  # a database: pg_database_size
     page = started.window.pages["snapshots"]
     started.window.show_page("snapshots")
     page.reload()
@@ -426,3 +432,32 @@ def test_a_env_missing_a_required_key_is_amber_with_the_key_names(qtbot, started
     with qtbot.waitSignal(started.controller.status_changed, timeout=30_000):
         started.controller.refresh()
     qtbot.waitUntil(lambda: dashboard.findChild(QLabel, "sourceWarning_prod-env") is None, timeout=30_000)
+
+
+# --- backup progress --------------------------------------------------------------------------------------
+
+
+def test_backup_progress_shows_percent_of_the_scanned_size(qtbot, started) -> None:
+    import os
+
+    from drgui.gui.widgets import progress_text
+
+    folder = Path(started.ws.plan.source("files").settings["path"])
+    (folder / "big.bin").write_bytes(os.urandom(3_000_000))
+    scanned = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    events: list[Progress] = []
+    started.controller.backup_progress.connect(events.append)
+    with qtbot.waitSignal(started.controller.backup_done, timeout=60_000):
+        started.controller.start_backup()
+    files = [
+        e
+        for e in events
+        if e.step == "backup" and e.source == "files" and e.bytes_done and e.message != "done"
+    ]
+    assert files, events
+    assert all(e.bytes_total and e.bytes_total >= scanned for e in files)  # the quick scan's size, or more
+    assert all(e.bytes_done < e.bytes_total for e in files)  # never 100% before it is done
+    text = progress_text(files[-1])
+    assert re.match(r"\d+% · .* of .*", text), text
+    uploads = [e for e in events if e.step == "upload" and e.bytes_done]
+    assert not uploads or all("%" in progress_text(e) or "/s" in progress_text(e) for e in uploads)

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,6 +125,7 @@ class History:
         self.path = path
         self._checked = False
         self.moved_aside: Path | None = None  # set when this object moved a damaged file aside
+        self._open_lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -146,14 +148,15 @@ class History:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = self._open()
-        except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
-            if not _is_damage(error):
-                raise
-            self._move_aside(error)
-            conn = self._open()
-        self._checked = True
+        with self._open_lock:  # a thread never opens the new log before the damage notice is in it
+            try:
+                conn = self._open()
+            except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
+                if not _is_damage(error):
+                    raise
+                self._move_aside(error)
+                conn = self._open()
+            self._checked = True
         try:
             yield conn
         finally:

@@ -28,6 +28,7 @@ from drgui.gui.widgets import (
     heading_row,
     muted,
     scrolling_page,
+    show_progress,
     title,
 )
 
@@ -67,7 +68,9 @@ class SourceProgress(QWidget):
         self.bar.setTextVisible(False)
         self.bar.setMaximumHeight(10)
         self.detail = muted("waiting")
+        self.detail.setObjectName("sourceProgressDetail")
         self.detail.setMinimumWidth(190)
+        self.detail.setWordWrap(True)
         layout.addWidget(self.name)
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.detail)
@@ -78,11 +81,10 @@ class SourceProgress(QWidget):
             self.bar.setValue(1)
             self.detail.setText(f"done, {humanize.size(event.bytes_done)}")
             return
-        if event.bytes_total:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(int(1000 * event.bytes_done / max(event.bytes_total, 1)))
-        rate = f" · {humanize.size(int(event.rate))}/s" if event.rate else ""
-        self.detail.setText(f"{humanize.size(event.bytes_done)}{rate}" if event.bytes_done else "starting")
+        if event.bytes_done or event.bytes_total:
+            show_progress(self.bar, self.detail, event)  # percent and time left, or bytes and rate
+        else:
+            self.detail.setText("starting")
 
 
 class DashboardPage(QWidget):
