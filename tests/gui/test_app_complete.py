@@ -461,3 +461,39 @@ def test_backup_progress_shows_percent_of_the_scanned_size(qtbot, started) -> No
     assert re.match(r"\d+% · .* of .*", text), text
     uploads = [e for e in events if e.step == "upload" and e.bytes_done]
     assert not uploads or all("%" in progress_text(e) or "/s" in progress_text(e) for e in uploads)
+
+
+# --- the kit page from the command line; messages bound to the state ----------------------------------
+
+
+def test_gui_page_kit_screenshot_at_800x600_from_the_cli(files_ws, tmp_path) -> None:
+    from PySide6.QtGui import QImage
+
+    from tests.engine_fixtures import run_cli
+
+    png = tmp_path / "kit.png"
+    env = {"QT_QPA_PLATFORM": "offscreen", "DRGUI_LOG_DIR": str(tmp_path / "logs")}
+    result = run_cli(
+        files_ws.home.path, "gui", "--page", "kit", "--screenshot", str(png), "--size", "800x600", "--no-tray",
+        env=env,
+    )  # fmt: skip
+    assert result.code == 0, result
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (800, 600)
+    assert len({image.pixel(x, 300) for x in range(0, 800, 8)}) > 3  # a page was drawn, not a blank window
+
+
+def test_the_kit_messages_go_when_the_page_is_left(qtbot, started, tmp_path) -> None:
+    page = export_kit(qtbot, started, tmp_path / "kit.pdf")
+    assert page.export_message.isVisible()
+    started.window.show_page("dashboard")
+    started.window.show_page("kit")
+    assert not page.export_message.isVisible() and page.export_message.text() == ""
+    started.window.show_page("settings")
+    settings = started.window.pages["settings"]
+    settings.webhook_edit.setText("nope")
+    settings.webhook_save.click()
+    assert settings.notify_message.isVisible()
+    started.window.show_page("kit")
+    started.window.show_page("settings")
+    assert not settings.notify_message.isVisible()
