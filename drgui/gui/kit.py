@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal, Slot
+from PySide6.QtPrintSupport import QPrintDialog, QPrinter
 from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
@@ -92,17 +93,19 @@ def pdf_path(text: str) -> Path:
     return path
 
 
-def print_kit(kit: dict[str, Any], kit_name: str, parent: QWidget | None = None) -> bool:
-    """The system's print dialog, then the kit (the same layout as the PDF) to the chosen printer."""
-    from PySide6.QtPrintSupport import QPrintDialog, QPrinter
-
+def print_kit(
+    kit: dict[str, Any], kit_name: str, parent: QWidget | None = None, *, printer: QPrinter | None = None
+) -> bool:
+    """The system's print dialog, then the kit (the same layout as the PDF) to the chosen printer.
+    With `printer` given (already set up), no dialog is shown."""
     from drgui.report.kit import kit_document
 
-    printer = QPrinter(QPrinter.PrinterMode.HighResolution)
-    dialog = QPrintDialog(printer, parent)
-    dialog.setObjectName("kitPrintDialog")
-    if dialog.exec() != QPrintDialog.DialogCode.Accepted:
-        return False
+    if printer is None:
+        printer = QPrinter(QPrinter.PrinterMode.HighResolution)
+        dialog = QPrintDialog(printer, parent)
+        dialog.setObjectName("kitPrintDialog")
+        if dialog.exec() != QPrintDialog.DialogCode.Accepted:
+            return False
     kit_document(kit, kit_name).print_(printer)
     return True
 

@@ -99,8 +99,12 @@ class Actions(QObject):
 
     @Slot()
     def open_checklist(self) -> None:
+        """The reminder's "Open checklist": the weekly review, whatever checklist was shown before."""
         self.window.bring_to_front()
         self.window.show_page("checklists")
+        page = self.window.pages["checklists"]
+        if hasattr(page, "select"):
+            page.select("weekly-review")
 
     @Slot()
     def start_restore_test(self) -> None:

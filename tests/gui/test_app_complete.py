@@ -497,3 +497,26 @@ def test_the_kit_messages_go_when_the_page_is_left(qtbot, started, tmp_path) -> 
     started.window.show_page("kit")
     started.window.show_page("settings")
     assert not settings.notify_message.isVisible()
+
+
+def test_the_kit_prints_the_pages_of_the_pdf(qtbot, started, tmp_path) -> None:
+    from PySide6.QtPrintSupport import QPrinter
+
+    from drgui.gui.kit import print_kit
+
+    page = export_kit(qtbot, started, tmp_path / "kit.pdf")
+    printer = QPrinter(QPrinter.PrinterMode.HighResolution)
+    printer.setOutputFormat(QPrinter.OutputFormat.PdfFormat)
+    printed = tmp_path / "printed.pdf"
+    printer.setOutputFileName(str(printed))
+    assert print_kit(page.files.kit, page.files.json.name, page, printer=printer)
+    text = subprocess.run(["pdftotext", str(printed), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Acme" in text and "kit.kit.json" in text
+
+
+def test_the_reminders_open_checklist_shows_the_weekly_review(qtbot, started) -> None:
+    page = started.window.pages["checklists"]
+    page.select("secret-leaked")
+    assert page.checklist.id == "secret-leaked"
+    started.actions.open_checklist()
+    assert started.window.current_page == "checklists" and page.checklist.id == "weekly-review"
