@@ -360,7 +360,21 @@ def progress_text(event: Progress) -> str:
     return " · ".join(parts)
 
 
+def reset_bar(bar: QProgressBar) -> None:
+    """A busy bar, ready for a new run's `advance_bar`."""
+    bar.setRange(0, 0)
+    bar.setProperty("progressKey", None)
+
+
 def show_progress(bar: QProgressBar, label: QLabel, event: Progress) -> None:
+    """`advance_bar`, and `progress_text` on the label."""
+    advance_bar(bar, event)
+    text = progress_text(event)
+    if text:
+        label.setText(text)
+
+
+def advance_bar(bar: QProgressBar, event: Progress) -> None:
     """A determinate bar that never goes back when the size is known (per step and source), else a busy bar."""
     key = (event.step, event.source)
     if event.bytes_total:
@@ -373,6 +387,3 @@ def show_progress(bar: QProgressBar, label: QLabel, event: Progress) -> None:
     elif bar.property("progressKey") != key or event.message:  # a new phase of unknown size: busy
         bar.setRange(0, 0)
         bar.setProperty("progressKey", key)
-    text = progress_text(event)
-    if text:
-        label.setText(text)

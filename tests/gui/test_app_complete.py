@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QApplication
 
 from drgui.core.plan.home import Home
@@ -520,3 +521,33 @@ def test_the_reminders_open_checklist_shows_the_weekly_review(qtbot, started) ->
     assert page.checklist.id == "secret-leaked"
     started.actions.open_checklist()
     assert started.window.current_page == "checklists" and page.checklist.id == "weekly-review"
+
+
+def test_verify_progress_shows_percent_of_the_snapshot(qtbot, started) -> None:
+    from drgui.core.ops.backup import run_backup
+
+    run_backup(started.ws)
+    page = started.window.pages["snapshots"]
+    started.window.show_page("snapshots")
+    page.reload()
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=30_000)
+    page.table.selectRow(0)
+    recorder = _MessageRecorder(page.message)
+    job = page.verify_deep_selected()
+    job.progress.connect(recorder.record)  # a slot of a GUI-thread object: queued, after the page's own
+    with qtbot.waitSignal(job.done, timeout=60_000):
+        pass
+    said = recorder.said
+    assert any(re.search(r"Checking: \d+% · .* of ", text) for text in said), said
+    assert page.verify_bar.maximum() in (0, 1000)
+
+
+class _MessageRecorder(QObject):
+    def __init__(self, label) -> None:
+        super().__init__()
+        self.label = label
+        self.said: list[str] = []
+
+    @Slot(object)
+    def record(self, _event) -> None:
+        self.said.append(self.label.text())

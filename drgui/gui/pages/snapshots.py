@@ -39,7 +39,7 @@ from drgui.core.progress import CancelToken, Progress, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.humanize import plural
-from drgui.gui.widgets import MessageLine, muted, show_progress, title
+from drgui.gui.widgets import MessageLine, advance_bar, muted, progress_text, reset_bar, show_progress, title
 from drgui.gui.worker import Job
 
 GUARD_TEXT = (
@@ -289,7 +289,7 @@ class RestoreDialog(QDialog):
         self.job = job
         self.start_button.setEnabled(False)
         self.source_combo.setEnabled(False)
-        self.bar.setRange(0, 0)
+        reset_bar(self.bar)
         self.bar.show()
         self.progress_label.setText("")
         self.started = time.monotonic()
@@ -486,6 +486,7 @@ class SnapshotsPage(QWidget):
         job.finished.connect(self.on_verified)
         job.failed.connect(self.on_failed)
         job.done.connect(self.on_verify_done)
+        reset_bar(self.verify_bar)
         self.verify_bar.show()
         self.verify_quick.setEnabled(False)
         self.verify_deep.setEnabled(False)
@@ -496,7 +497,9 @@ class SnapshotsPage(QWidget):
     @Slot(object)
     def on_verify_progress(self, event: Progress) -> None:
         if event.bytes_done:
-            self.message.say(f"Checked {humanize.size(event.bytes_done)}…")
+            # the snapshot's size is known: percent and time left on the bar and the line
+            self.message.say(f"Checking: {progress_text(event)}…")
+            advance_bar(self.verify_bar, event)
 
     @Slot(object)
     def on_verified(self, result) -> None:
