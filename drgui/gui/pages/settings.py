@@ -200,6 +200,7 @@ class SettingsPage(QWidget):
 
     def build_notifications(self, layout: QVBoxLayout) -> None:
         card = Card("Notifications")
+        self.webhook_running = False
         form = QFormLayout()
         self.webhook_state = QLabel()
         self.webhook_state.setObjectName("webhookState")
@@ -265,8 +266,9 @@ class SettingsPage(QWidget):
         self.autostart_check.blockSignals(False)
 
     def run_webhook(self, work: WebhookWork, busy: str) -> None:
-        if self.controller.worker.busy(WEBHOOK_JOB):
+        if self.webhook_running:  # one at a time; free again as soon as its outcome is shown
             return
+        self.webhook_running = True
         self.notify_message.say(busy)
         job = self.controller.worker.job(WEBHOOK_JOB, work)
         job.finished.connect(self.on_webhook_done)
@@ -295,6 +297,7 @@ class SettingsPage(QWidget):
 
     @Slot(object)
     def on_webhook_done(self, outcome: str) -> None:
+        self.webhook_running = False
         self.load_notifications()
         self.notify_message.say(
             {
@@ -307,6 +310,7 @@ class SettingsPage(QWidget):
 
     @Slot(object)
     def on_webhook_failed(self, error: DrguiError) -> None:
+        self.webhook_running = False
         self.load_notifications()
         self.notify_message.say_error(error)
 
