@@ -9,7 +9,17 @@ from drgui.cli.common import add_command
 from drgui.core.errors import EnvironmentNotReady, UsageError
 from drgui.core.plan.home import Home
 
-PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "history", "settings")
+PAGES = (
+    "dashboard",
+    "sources",
+    "destinations",
+    "snapshots",
+    "drills",
+    "checklists",
+    "history",
+    "kit",
+    "settings",
+)
 
 
 def register(sub, common) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from drgui.cli.common import add_command, workspace
 from drgui.core.engine.restore import restore
+from drgui.core.errors import UsageError
+from drgui.core.plan.secrets import read_secret_file, remember
 
 
 def register(sub, common) -> None:
@@ -13,6 +15,11 @@ def register(sub, common) -> None:
     parser.add_argument("snapshot", help="snapshot id or 'latest'")
     parser.add_argument("--source", required=True, metavar="NAME")
     parser.add_argument("--to-dsn", help="postgres: target database (a new one; created when missing)")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="postgres: file with the target server's password (keeps it out of --to-dsn)",
+    )
     parser.add_argument("--to-dir", help="folder, env, git: a new or empty directory")
     parser.add_argument("--to-bucket", help="s3: restore the objects into this bucket")
     parser.add_argument("--to-prefix", default="", help="s3: key prefix in --to-bucket")
@@ -29,6 +36,15 @@ def register(sub, common) -> None:
 
 
 def run(args, out) -> int:
+    to_password = None
+    if args.password_file:
+        if not args.to_dsn:
+            raise UsageError(
+                "--password-file is the password of the --to-dsn server.",
+                hint="Use it with a database restore: --to-dsn postgresql://USER@HOST/NEWDB --password-file F.",
+            )
+        to_password = read_secret_file(args.password_file, "password")
+        remember(to_password)
     ws = workspace(args)
     result = restore(
         ws,
@@ -43,10 +59,11 @@ def run(args, out) -> int:
         to_bucket=args.to_bucket,
         to_prefix=args.to_prefix,
         progress=out.progress,
+        to_password=to_password,
     )
     bad = [c for c in result.checks if not c["ok"]]
     human = f"Restored '{result.source}' from {result.snapshot_id} into {result.target}: " + (
-        f"{len(result.checks)} checks passed."
+        f"{len(result.checks)} check{'' if len(result.checks) == 1 else 's'} passed."
         if not bad
         else "PROBLEMS:\n" + "\n".join(f"  {c['name']}: {c['detail']}" for c in bad)
     )

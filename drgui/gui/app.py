@@ -40,6 +40,7 @@ class App(QObject):
         self.window = MainWindow(self.controller, hide_on_close=False)
         self.reminders = reminders or ReminderService(ws, status=self._cached_status, parent=self)
         self.actions = Actions(self.controller, self.window, self.reminders)
+        self.controller.reminder_preview_requested.connect(self.reminders.preview_weekly)
         self.tray: Tray | None = None
         self.banner: ReminderBanner | None = None
         if tray and Tray.available():

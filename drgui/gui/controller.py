@@ -6,18 +6,60 @@ same wherever it is clicked, and a second backup cannot start while one runs.
 
 from __future__ import annotations
 
+import stat
+from dataclasses import replace
+
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from drgui.core.engine.sources.envfile import EnvSource
+from drgui.core.engine.sources.folder import FolderSource, walk
+from drgui.core.engine.sources.postgres import PostgresSource
+from drgui.core.engine.sources.registry import open_source
 from drgui.core.errors import DrguiError
 from drgui.core.ops.backup import run_backup
 from drgui.core.ops.history import Run
 from drgui.core.ops.status import Status, compute_status
 from drgui.core.plan.workspace import Workspace
-from drgui.core.progress import CancelToken, ProgressCallback
+from drgui.core.progress import CancelToken, Progress, ProgressCallback
 from drgui.gui.worker import Job, Worker
 
 BACKUP = "Backup"
 STATUS = "Status"
+
+
+def estimated_sizes(ws: Workspace, cancel: CancelToken) -> dict[str, int]:
+    """What each source will read, where it can be known cheaply: a folder from a quick scan of its files'
+    sizes, a database from pg_database_size (an upper bound: indexes are not dumped). Others are left out."""
+    sizes: dict[str, int] = {}
+    for config in ws.plan.sources:
+        cancel.check()
+        source = open_source(config, ws.store)
+        try:
+            if isinstance(source, FolderSource):
+                sizes[config.name] = sum(
+                    info.st_size
+                    for _, _, info in walk(source.root, source.excludes)
+                    if stat.S_ISREG(info.st_mode)
+                )
+            elif isinstance(source, PostgresSource):
+                with source.connect() as conn:
+                    row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+                sizes[config.name] = int(row[0]) if row else 0
+        except DrguiError:
+            continue  # the backup itself says what is wrong with the source
+    return {name: size for name, size in sizes.items() if size > 0}
+
+
+def with_totals(progress: ProgressCallback, totals: dict[str, int]) -> ProgressCallback:
+    """Progress events of a source read as a share of its estimated size (never past 99% before "done")."""
+
+    def report(event: Progress) -> None:
+        total = totals.get(event.source or "")
+        if event.step == "backup" and total and event.bytes_total is None and event.message != "done":
+            event = replace(event, bytes_total=max(total, event.bytes_done * 100 // 99 + 1))
+        progress(event)
+
+    return report
 
 
 class BackupWork:
@@ -27,17 +69,38 @@ class BackupWork:
         self.ws = ws
 
     def __call__(self, progress: ProgressCallback, cancel: CancelToken):
-        return run_backup(self.ws, progress=progress, cancel=cancel)
+        progress(Progress("backup", None, "Measuring the sources…"))
+        totals = estimated_sizes(self.ws, cancel)
+        return run_backup(self.ws, progress=with_totals(progress, totals), cancel=cancel)
+
+
+def env_missing_keys(ws: Workspace) -> dict[str, list[str]]:
+    """Per .env source, the required key names its live file lacks now (names only, never values)."""
+    missing: dict[str, list[str]] = {}
+    for config in ws.plan.sources:
+        if config.kind != "env" or not config.settings.get("require"):
+            continue
+        source = open_source(config)
+        if isinstance(source, EnvSource):
+            try:
+                lacking = source.missing_keys()
+            except DrguiError:
+                continue  # an unreadable file is the backup's error to report, not a key problem
+            if lacking:
+                missing[config.name] = lacking
+    return missing
 
 
 class StatusWork:
-    """The status and the latest runs, read on the worker (history and local destination listings)."""
+    """The status, the latest runs and the .env files' missing keys, read on the worker."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
 
-    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> tuple[Status, list[Run]]:
-        return compute_status(self.ws), self.ws.history.runs(limit=8)
+    def __call__(
+        self, progress: ProgressCallback, cancel: CancelToken
+    ) -> tuple[Status, list[Run], dict[str, list[str]]]:
+        return compute_status(self.ws), self.ws.history.runs(limit=8), env_missing_keys(self.ws)
 
 
 class Controller(QObject):
@@ -51,6 +114,7 @@ class Controller(QObject):
     backup_cancelled = Signal()
     backup_done = Signal()
     problem = Signal(object)  # DrguiError from any job, for the window's banner
+    reminder_preview_requested = Signal()  # Settings → "Preview reminder": the app's reminders show it
 
     def __init__(self, ws: Workspace, worker: Worker | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +122,7 @@ class Controller(QObject):
         self.worker = worker or Worker(self)
         self.status: Status | None = None
         self.recent: list[Run] = []
+        self.env_missing: dict[str, list[str]] = {}  # env source -> required keys its file lacks
         self.backup_job: Job | None = None
         self._status_job: Job | None = None
         self._refresh_again = False
@@ -91,10 +156,10 @@ class Controller(QObject):
         self.worker.start(job)
 
     @Slot(object)
-    def _on_status(self, result: tuple[Status, list[Run]]) -> None:
+    def _on_status(self, result: tuple[Status, list[Run], dict[str, list[str]]]) -> None:
         if self.closed:
             return
-        status, self.recent = result
+        status, self.recent, self.env_missing = result
         self.status = status
         self.recent_changed.emit(self.recent)
         self.status_changed.emit(status)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -32,6 +34,7 @@ from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
 from drgui.gui.icons import icon
+from drgui.gui.kit import KitImportForm
 from drgui.gui.widgets import error_html
 from drgui.gui.worker import Worker
 
@@ -60,6 +63,7 @@ class AsyncPage(QWizardPage):
         self.owner = wizard
         self.done_ok = False
         self.running = False
+        self.advance = True  # Next started the job: go on when it succeeds
         self.layout_ = QVBoxLayout(self)
         self.error = QLabel()
         self.error.setObjectName("wizardError")
@@ -91,7 +95,8 @@ class AsyncPage(QWizardPage):
         self.running = False
         self.done_ok = True
         self.accept_result(result)
-        self.owner.next()
+        if self.advance:
+            self.owner.next()
 
     @Slot(object)
     def on_failed(self, error: DrguiError) -> None:
@@ -120,6 +125,14 @@ class PlanPage(AsyncPage):
         super().__init__(wizard)
         self.setTitle("Your recovery plan")
         self.setSubTitle("Name the product, and say how much data and time you can afford to lose.")
+        kit_row = QHBoxLayout()
+        kit_row.addWidget(QLabel("A new computer for a plan you already have?"))
+        self.kit_button = QPushButton("Restore from a recovery kit…")
+        self.kit_button.setObjectName("wizardKitButton")
+        self.kit_button.clicked.connect(wizard.restore_from_kit)
+        kit_row.addWidget(self.kit_button)
+        kit_row.addStretch(1)
+        self.layout_.addLayout(kit_row)
         form = QFormLayout()
         self.name = QLineEdit("My SaaS")
         self.name.setObjectName("planName")
@@ -151,11 +164,16 @@ class PlanPage(AsyncPage):
         explain.setWordWrap(True)
         self.layout_.addWidget(explain)
         self.passphrase.textChanged.connect(self.update_strength)
-        self.update_strength("")
+        self.confirm.textChanged.connect(self.update_strength)
+        self.update_strength()
         self.finish_layout()
 
+    @Slot()
     @Slot(str)
-    def update_strength(self, text: str) -> None:
+    def update_strength(self, _text: str = "") -> None:
+        """Strength of the passphrase, and whether the second entry matches it so far, as you type."""
+        text = self.passphrase.text()
+        confirm = self.confirm.text()
         if not text:
             self.strength.setStyleSheet("color: #57606a;")
             self.strength.setText("Strength: type a passphrase.")
@@ -164,9 +182,18 @@ class PlanPage(AsyncPage):
         if problem:
             self.strength.setStyleSheet("color: #cf222e;")
             self.strength.setText(f"Too weak: {problem}")
+        elif confirm and confirm != text:
+            self.strength.setStyleSheet("color: #cf222e;")
+            self.strength.setText(
+                "Strong enough, but the second entry differs"
+                + (" so far." if text.startswith(confirm) else ": type the same passphrase twice.")
+            )
+        elif confirm != text:
+            self.strength.setStyleSheet("color: #9a6700;")
+            self.strength.setText("Strong enough. Now type it again below.")
         else:
             self.strength.setStyleSheet("color: #2da44e; font-weight: 600;")
-            self.strength.setText("Strong enough. Write it down now.")
+            self.strength.setText("Strong enough, and both entries match. Write it down now.")
 
     def start(self) -> None:
         parse_interval(self.rpo.text().strip())
@@ -203,9 +230,11 @@ class AddPage(AsyncPage):
     def __init__(self, wizard: FirstRunWizard, source: bool) -> None:
         super().__init__(wizard)
         self.source = source
-        self.setTitle("What to back up first" if source else "Where to keep the backups")
+        self.added: list[str] = []
+        self.setTitle("What to back up" if source else "Where to keep the backups")
         self.setSubTitle(
-            "Usually the production database. You can add files, the .env and git later."
+            "Add each thing your product cannot live without: the database, the uploads folder, the .env "
+            "and the git repository. Add one, then the next; Next when they are all there."
             if source
             else "A folder, a NAS, a drive or S3. Add a second, off-site one later on the Destinations page."
         )
@@ -237,11 +266,45 @@ class AddPage(AsyncPage):
         test.setObjectName("wizardTestButton")
         test.clicked.connect(self.validate_now)
         self.layout_.addWidget(test)
+        self.added_label = QLabel()
+        self.added_label.setObjectName("wizardAddedSources" if source else "wizardAddedDests")
+        self.added_label.setWordWrap(True)
+        self.layout_.addWidget(self.added_label)
         self.finish_layout()
 
     @Slot()
     def validate_now(self) -> None:
-        self.validatePage()
+        """The button adds what the form says and stays on the page, ready for the next one."""
+        if self.running:
+            return
+        try:
+            self.advance = False
+            self.start()
+        except DrguiError as error:
+            self.error.setText(error_html(error))
+
+    def form_filled(self) -> bool:
+        return any(v.strip() for v in self.form_by_kind[self.kind.currentData()].values().values())
+
+    def validatePage(self) -> bool:
+        if self.running:
+            return False
+        if self.added and not self.form_filled():
+            return True  # the sources are added; an empty form adds nothing more
+        self.done_ok = False
+        self.advance = True
+        return super().validatePage()
+
+    def accept_result(self, result) -> None:
+        kind = self.kind.currentData()
+        self.added.append(f"{self.name.text().strip()} ({KIND_LABELS.get(kind, kind)})")
+        self.added_label.setStyleSheet("color: #1a7f37;")
+        self.added_label.setText(
+            "✓ Added: " + ", ".join(self.added) + ("." if self.advance else ". Add another, or Next.")
+        )
+        self.name.clear()
+        for edit in self.form_by_kind[kind].edits.values():
+            edit.clear()  # nothing typed (a password) stays in the form
 
     @Slot()
     def show_s3_advice(self) -> None:
@@ -317,3 +380,31 @@ class FirstRunWizard(QWizard):
         self.backup_page = BackupPage(self)
         for page in (self.plan_page, self.source_page, self.dest_page, self.backup_page):
             self.addPage(page)
+
+    @Slot()
+    def restore_from_kit(self) -> QDialog:
+        """ "Restore from a recovery kit": the kit's plan is imported into this home, then the app opens on it."""
+        dialog = QDialog(self)
+        dialog.setObjectName("kitImportDialog")
+        dialog.setWindowTitle("Restore from a recovery kit")
+        layout = QVBoxLayout(dialog)
+        intro = QLabel(
+            "Choose the .kit.json written with the printed kit and type the recovery passphrase. The plan, "
+            "its destinations and its key come back; then restore from the Snapshots page."
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = KitImportForm(self.worker, lambda: self.home, dialog)
+        layout.addWidget(form)
+        form.imported.connect(self.on_kit_imported)
+        form.imported.connect(dialog.accept)
+        self.kit_dialog = dialog
+        self.kit_form = form
+        dialog.open()
+        return dialog
+
+    @Slot(object)
+    def on_kit_imported(self, _result) -> None:
+        self.ws = Workspace(self.home)
+        self.plan_page.done_ok = True  # the plan exists now: QWizard validates the current page on accept
+        self.accept()

@@ -9,10 +9,12 @@ from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -25,7 +27,17 @@ from drgui.gui.icons import icon
 from drgui.gui.logfile import log_dir
 from drgui.gui.widgets import STYLE, Banner
 
-PAGES = ("dashboard", "sources", "destinations", "snapshots", "drills", "checklists", "history", "settings")
+PAGES = (
+    "dashboard",
+    "sources",
+    "destinations",
+    "snapshots",
+    "drills",
+    "checklists",
+    "history",
+    "kit",
+    "settings",
+)
 # At 800×600 every page fits: "Back up now" on screen, no sideways scrolling (checked by the tests).
 MIN_WIDTH, MIN_HEIGHT = 800, 600
 SIDEBAR_WIDTH = 180
@@ -37,6 +49,7 @@ PAGE_TITLES = {
     "drills": "Restore tests",
     "checklists": "Checklists",
     "history": "History",
+    "kit": "Recovery kit",
     "settings": "Settings",
 }
 
@@ -44,6 +57,7 @@ PAGE_TITLES = {
 def build_page(name: str, controller: Controller) -> QWidget:
     from drgui.gui.pages import checklists, dashboard, destinations, drills, settings, snapshots, sources
     from drgui.gui.pages.history import HistoryPage
+    from drgui.gui.pages.kit import KitPage
 
     factories = {
         "dashboard": dashboard.DashboardPage,
@@ -53,6 +67,7 @@ def build_page(name: str, controller: Controller) -> QWidget:
         "drills": drills.DrillsPage,
         "checklists": checklists.ChecklistsPage,
         "history": HistoryPage,
+        "kit": KitPage,
         "settings": settings.SettingsPage,
     }
     return factories[name](controller)
@@ -129,6 +144,15 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.quit_requested)
         app_menu.addAction(quit_action)
         help_menu = self.menuBar().addMenu("&Help")
+        kit_export = QAction("Export the recovery kit…", self)
+        kit_export.setObjectName("kitExportAction")
+        kit_export.triggered.connect(self.show_kit_export)
+        help_menu.addAction(kit_export)
+        kit_import = QAction("Restore from a recovery kit…", self)
+        kit_import.setObjectName("kitImportAction")
+        kit_import.triggered.connect(self.show_kit_import)
+        help_menu.addAction(kit_import)
+        help_menu.addSeparator()
         open_log = QAction("Open log folder", self)
         open_log.setObjectName("openLogFolderAction")
         open_log.triggered.connect(self.open_log_folder)
@@ -158,6 +182,21 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_status(self, _status) -> None:
         self.banner.clear_topic("status")
+
+    @Slot()
+    def show_kit_export(self) -> None:
+        self.show_page("kit")
+        self._focus(self.pages["kit"].findChild(QPushButton, "kitExportButton"))
+
+    @Slot()
+    def show_kit_import(self) -> None:
+        self.show_page("kit")
+        self._focus(self.pages["kit"].findChild(QLineEdit, "kitImportFile"))
+
+    @staticmethod
+    def _focus(widget: QWidget | None) -> None:
+        if widget is not None:
+            widget.setFocus()
 
     @Slot()
     def open_log_folder(self) -> Path:

@@ -189,6 +189,14 @@ class ReminderService(QObject):
         return fresh
 
     @Slot()
+    def preview_weekly(self) -> Reminder:
+        """The Sunday reminder as it would read now (Settings → Preview reminder); nothing is recorded."""
+        now = self.clock()
+        reminder = Reminder(WEEKLY, now, "Weekly review", weekly_review_lines(self.current_status(), now))
+        self.reminder_due.emit(reminder)
+        return reminder
+
+    @Slot()
     def snooze_hour(self) -> None:
         self.snooze(self.clock() + timedelta(hours=1))
 

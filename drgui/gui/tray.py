@@ -4,11 +4,15 @@ system tray, as a banner in the main window that is raised at the due time."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 
 from drgui.core.ops.audit import AUDIT_ALERT
+from drgui.core.ops.status import Status
+from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.icons import tray_icon
 from drgui.gui.main_window import MainWindow
@@ -23,6 +27,29 @@ STATE_TIPS = {
     "failed": "drgui: the last backup failed",
     "partial": "drgui: the last backup was partial",
 }
+
+
+def status_line(status: Status | None, running: bool = False, now: datetime | None = None) -> str:
+    """The tray menu's first line: "Last backup 5 minutes ago · all sources within RPO"."""
+    if running:
+        return "Backing up now…"
+    if status is None:
+        return "Reading the status…"
+    last = status.last_backup
+    if last is None:
+        first = "No backup yet"
+    elif last.get("status") in ("failed", "interrupted"):
+        first = f"Last backup failed {humanize.ago(last.get('time'), now)}"
+    else:
+        first = f"Last backup {humanize.ago(last.get('time'), now)}"
+    late = [s.name for s in status.sources if s.rpo_state in ("overdue", "never")]
+    if not status.sources:
+        second = "no source yet"
+    elif late:
+        second = f"{humanize.plural(len(late), 'source')} outside the RPO: {', '.join(late)}"
+    else:
+        second = "all sources within RPO"
+    return f"{first} · {second}"
 
 
 class Actions(QObject):
@@ -73,8 +100,12 @@ class Actions(QObject):
 
     @Slot()
     def open_checklist(self) -> None:
+        """The reminder's "Open checklist": the weekly review, whatever checklist was shown before."""
         self.window.bring_to_front()
         self.window.show_page("checklists")
+        page = self.window.pages["checklists"]
+        if hasattr(page, "select"):
+            page.select("weekly-review")
 
     @Slot()
     def start_restore_test(self) -> None:
@@ -97,6 +128,12 @@ class Tray(QObject):
         self.icon.setObjectName("trayIcon")
         self.menu = QMenu()
         self.menu.setObjectName("trayMenu")
+        # the first line says how things stand; it follows every status and backup start (never stale)
+        self.status_action = QAction(status_line(controller.status), self)
+        self.status_action.setObjectName("trayStatusLine")
+        self.status_action.setEnabled(False)
+        self.menu.addAction(self.status_action)
+        self.menu.addSeparator()
         self.menu.addAction(actions.backup)
         self.menu.addAction(actions.open)
         self.menu.addSeparator()
@@ -115,7 +152,10 @@ class Tray(QObject):
         self.state = ""
         self.set_state("due")
         controller.state_changed.connect(self.set_state)
+        self.controller = controller
         controller.status_changed.connect(self._on_status)  # e.g. a failed audit log check, same state
+        controller.status_changed.connect(self.update_status_line)
+        controller.backup_started.connect(self.update_status_line)
         self.notifier = DesktopNotifier(parent=self)
         self.notifier.failed.connect(self.show_balloon)
         self.notifier.action_invoked.connect(self.on_notification_action)
@@ -154,6 +194,11 @@ class Tray(QObject):
         """A desktop notification with buttons; `show_balloon` follows if there is no server."""
         self.last_reminder = reminder
         self.notifier.notify(reminder)
+
+    @Slot()
+    @Slot(object)
+    def update_status_line(self, _status=None) -> None:
+        self.status_action.setText(status_line(self.controller.status, self.controller.backup_running))
 
     @Slot(object)
     def show_balloon(self, reminder: Reminder) -> None:

@@ -9,9 +9,20 @@ from typing import TYPE_CHECKING, ClassVar
 from PySide6 import QtGui
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QHideEvent
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
+from drgui.core import fmt
 from drgui.core.errors import DrguiError
+from drgui.core.progress import Progress
 from drgui.gui.humanize import parse_iso
 
 if TYPE_CHECKING:
@@ -316,3 +327,63 @@ def clear_layout(layout) -> None:
             widget.deleteLater()
         elif item.layout() is not None:
             clear_layout(item.layout())
+
+
+# Counters the engine may add to its progress events (files and bytes scanned, skipped, new): shown when set
+PROGRESS_COUNTERS = (
+    ("files_scanned", "files scanned", False),
+    ("files_new", "new", False),
+    ("files_skipped", "unchanged", False),
+    ("bytes_scanned", "scanned", True),
+    ("bytes_skipped", "skipped", True),
+    ("bytes_new", "new", True),
+)
+
+
+def progress_text(event: Progress) -> str:
+    """ "48% · 12.0 MB of 25.0 MB · about 2m left" when the size is known, "12.0 MB · 3.1 MB/s" otherwise."""
+    parts: list[str] = []
+    if event.bytes_total:
+        done = min(event.bytes_done, event.bytes_total)
+        parts.append(f"{int(100 * done / event.bytes_total)}%")
+        parts.append(f"{fmt.size(done)} of {fmt.size(event.bytes_total)}")
+        if event.rate and event.rate > 0 and done < event.bytes_total:
+            parts.append(f"about {fmt.duration(max(1, round((event.bytes_total - done) / event.rate)))} left")
+    elif event.bytes_done:
+        parts.append(fmt.size(event.bytes_done))
+        if event.rate:
+            parts.append(f"{fmt.size(event.rate)}/s")
+    for attribute, word, is_size in PROGRESS_COUNTERS:
+        value = getattr(event, attribute, None)
+        if isinstance(value, int) and value:
+            parts.append(f"{fmt.size(value) if is_size else f'{value:,}'} {word}")
+    return " · ".join(parts)
+
+
+def reset_bar(bar: QProgressBar) -> None:
+    """A busy bar, ready for a new run's `advance_bar`."""
+    bar.setRange(0, 0)
+    bar.setProperty("progressKey", None)
+
+
+def show_progress(bar: QProgressBar, label: QLabel, event: Progress) -> None:
+    """`advance_bar`, and `progress_text` on the label."""
+    advance_bar(bar, event)
+    text = progress_text(event)
+    if text:
+        label.setText(text)
+
+
+def advance_bar(bar: QProgressBar, event: Progress) -> None:
+    """A determinate bar that never goes back when the size is known (per step and source), else a busy bar."""
+    key = (event.step, event.source)
+    if event.bytes_total:
+        value = int(1000 * min(event.bytes_done, event.bytes_total) / event.bytes_total)
+        if bar.property("progressKey") != key or bar.maximum() != 1000:
+            bar.setRange(0, 1000)
+            bar.setValue(0)
+            bar.setProperty("progressKey", key)
+        bar.setValue(max(bar.value(), value))
+    elif bar.property("progressKey") != key or event.message:  # a new phase of unknown size: busy
+        bar.setRange(0, 0)
+        bar.setProperty("progressKey", key)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import drgui
 from drgui.core.engine.catalog import list_snapshots
@@ -31,6 +31,9 @@ from drgui.core.plan.config import DestConfig, Plan, SourceConfig, format_durati
 from drgui.core.plan.home import Home
 from drgui.core.plan.secrets import SecretStore, require_keyring
 from drgui.core.plan.workspace import IDENTITY_KEY, Workspace
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QTextDocument
 
 KIT_FORMAT = 1
 KIT_SUFFIX = ".kit.json"
@@ -281,10 +284,24 @@ def _ensure_gui_application():
     return app
 
 
+def kit_document(kit: dict[str, Any], kit_name: str | None = None) -> QTextDocument:
+    """The kit laid out as a QTextDocument (with its QR code): printed to the PDF, or to a printer by the app."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QImage, QTextDocument
+
+    _ensure_gui_application()
+    document = QTextDocument()
+    # PySide6 6.12 accepts the format only as str at runtime (bytes raises ValueError); its stub says bytes
+    image = QImage.fromData(qr_png(kit["identity_age_armored"]), "PNG")  # type: ignore[arg-type]
+    document.addResource(QTextDocument.ResourceType.ImageResource, QUrl("kit-qr.png"), image)
+    document.setHtml(kit_html(kit, kit_name or "FILE.kit.json"))
+    return document
+
+
 def render_pdf(kit: dict[str, Any], kit_name: str | None = None) -> bytes:
     """The kit as an A4 PDF (QTextDocument laid out by QPdfWriter); returns the bytes."""
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF, QUrl
-    from PySide6.QtGui import QImage, QPageLayout, QPageSize, QPdfWriter, QTextDocument
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QMarginsF
+    from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
 
     _app = _ensure_gui_application()
     data = QByteArray()
@@ -302,11 +319,7 @@ def render_pdf(kit: dict[str, Any], kit_name: str | None = None) -> bytes:
             QPageLayout.Unit.Millimeter,
         )
     )
-    document = QTextDocument()
-    # PySide6 6.12 accepts the format only as str at runtime (bytes raises ValueError); its stub says bytes
-    image = QImage.fromData(qr_png(kit["identity_age_armored"]), "PNG")  # type: ignore[arg-type]
-    document.addResource(QTextDocument.ResourceType.ImageResource, QUrl("kit-qr.png"), image)
-    document.setHtml(kit_html(kit, kit_name or "FILE.kit.json"))
+    document = kit_document(kit, kit_name)
     document.print_(writer)
     del writer
     buffer.close()

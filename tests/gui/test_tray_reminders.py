@@ -43,6 +43,7 @@ def test_tray_menu_has_every_action_and_they_trigger(qtbot, files_ws) -> None:
     tray = Tray(app.actions, app.reminders, app.controller)
     texts = [a.text() for a in tray.menu.actions() if not a.isSeparator()]
     assert texts == [
+        "Reading the status…",  # the status line first (tests/gui/test_app_complete.py follows it)
         "Back up now",
         "Open drgui",
         "Sync .env to drive",

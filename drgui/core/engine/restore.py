@@ -158,10 +158,17 @@ def _target_database_is_empty(conn: psycopg.Connection) -> bool:
 
 
 def prepare_database_target(
-    ws: Workspace, to_dsn: str, *, clean: bool, manifest_identity: tuple[str | None, str] | None = None
+    ws: Workspace,
+    to_dsn: str,
+    *,
+    clean: bool,
+    manifest_identity: tuple[str | None, str] | None = None,
+    password: str | None = None,
 ) -> tuple[dict[str, str], str | None]:
-    """Refuse production and non-empty targets; create the database when it does not exist yet."""
-    params, password = split_dsn(to_dsn)
+    """Refuse production and non-empty targets; create the database when it does not exist yet.
+    `password`: the target server's password given apart from the DSN (it wins over one in the DSN)."""
+    params, dsn_password = split_dsn(to_dsn)
+    password = password or dsn_password
     dbname = params["dbname"]
     maintenance = _connect(params, password, "postgres" if dbname != "postgres" else "template1")
     try:
@@ -302,8 +309,10 @@ def restore_database(
     cancel: CancelToken | None = None,
     guard: bool = True,
     decrypted_dump: Path | None = None,
+    password: str | None = None,
 ) -> RestoreResult:
-    """`decrypted_dump`: the dump already decrypted (and checked) by the caller, e.g. while the drill's
+    """`password`: the target server's password given apart from `to_dsn` (never put into a DSN).
+    `decrypted_dump`: the dump already decrypted (and checked) by the caller, e.g. while the drill's
     scratch server was starting; otherwise it is decrypted here, into a private scratch dir of the home that
     is removed afterwards (and by the next command's sweep when this process is killed)."""
     cancel = cancel or CancelToken()
@@ -313,9 +322,11 @@ def restore_database(
             to_dsn,
             clean=clean,
             manifest_identity=(entry.get("system_identifier"), entry.get("database", "")),
+            password=password,
         )
     else:
-        params, password = split_dsn(to_dsn)
+        params, dsn_password = split_dsn(to_dsn)
+        password = password or dsn_password
     result = RestoreResult(snapshot_id, entry["name"], describe_conninfo(params))
     if find_part(entry, "db.dump.zst") is None:
         raise OperationFailed(f"The snapshot has no database dump for source '{entry['name']}'.")
@@ -652,6 +663,7 @@ def restore(
     cancel: CancelToken | None = None,
     to_bucket: str | None = None,
     to_prefix: str = "",
+    to_password: str | None = None,
 ) -> RestoreResult:
     dest = ws.destination(dest_name) if dest_name else ws.default_read_destination()
     snapshot_id = resolve_snapshot(dest, snapshot, source_name, complete=True)
@@ -668,6 +680,7 @@ def restore(
         clean=clean,
         overwrite=overwrite,
         no_owner=no_owner,
+        to_password=to_password,
     )
     run_id = ws.history.start_run("restore", target=source_name, snapshot_id=snapshot_id)
     try:
@@ -697,6 +710,7 @@ class _RestoreJob:
     clean: bool = False
     overwrite: bool = False
     no_owner: bool = False
+    to_password: str | None = None  # the --to-dsn server's password, never in the DSN
 
     @property
     def source_name(self) -> str:
@@ -729,6 +743,7 @@ def _restore_entry(
             no_owner=job.no_owner,
             progress=job.progress,
             cancel=job.cancel,
+            password=job.to_password,
         )
     if spec.restore_to_bucket and to_bucket:
         return _restore_to_bucket(job, to_bucket, to_prefix)

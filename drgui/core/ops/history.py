@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -231,6 +232,7 @@ class History:
         self._started = False  # the log has records (checked once per object: no query per write)
         self._checked = False
         self.moved_aside: Path | None = None  # set when this object moved a damaged file aside
+        self._open_lock = threading.Lock()
 
     @property
     def head_path(self) -> Path:
@@ -265,17 +267,18 @@ class History:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        missing = not self._checked and not self.path.exists()
-        try:
-            conn = self._open()
-        except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
-            if not _is_damage(error):
-                raise
-            self._move_aside(error)
-            conn = self._open()
-        self._checked = True
-        if missing:
-            self._notice_missing(conn)
+        with self._open_lock:  # a thread never opens the new log before the damage notice is in it
+            missing = not self._checked and not self.path.exists()
+            try:
+                conn = self._open()
+            except sqlite3.DatabaseError as error:  # damaged before this process or since (another writer)
+                if not _is_damage(error):
+                    raise
+                self._move_aside(error)
+                conn = self._open()
+            self._checked = True
+            if missing:
+                self._notice_missing(conn)
         try:
             yield conn
         finally:

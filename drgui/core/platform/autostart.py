@@ -340,23 +340,43 @@ def install_autostart(
     ):  # the OS starts these without $DRGUI_HOME
         home = None
     texts = render_templates(executable, Path(home).expanduser() if home is not None else None)
+    targets = _targets(platform)
+    for name, path in targets.items():
+        atomic_write_bytes(path, encode_packaging_file(name, texts[name]), mode=0o644)
+    return list(targets.values())
+
+
+def _targets(platform: str | None = None) -> dict[str, Path]:
+    """Packaging file name -> where `install_autostart` writes it on `platform`."""
     family = _family(platform)
     if family == "linux":
         config = _config_home()
-        targets = {
+        return {
             "drgui-autostart.desktop": config / "autostart" / "drgui-autostart.desktop",
             "systemd/drgui-run-due.service": config / "systemd" / "user" / "drgui-run-due.service",
             "systemd/drgui-run-due.timer": config / "systemd" / "user" / "drgui-run-due.timer",
         }
-    elif family == "macos":
+    if family == "macos":
         agents = Path.home() / "Library" / "LaunchAgents"
-        targets = {f"launchd/{label}.plist": agents / f"{label}.plist" for label in LAUNCHD_LABELS}
-    else:
-        data = Path(platformdirs.user_data_dir("drgui", appauthor=False))
-        targets = {"windows/drgui-run-due.xml": data / "drgui-run-due.xml"}
-    for name, path in targets.items():
-        atomic_write_bytes(path, encode_packaging_file(name, texts[name]), mode=0o644)
-    return list(targets.values())
+        return {f"launchd/{label}.plist": agents / f"{label}.plist" for label in LAUNCHD_LABELS}
+    data = Path(platformdirs.user_data_dir("drgui", appauthor=False))
+    return {"windows/drgui-run-due.xml": data / "drgui-run-due.xml"}
+
+
+def autostart_installed(platform: str | None = None) -> bool:
+    """Whether the login entries `install_autostart` writes are in place (all of them)."""
+    return all(path.is_file() for path in _targets(platform).values())
+
+
+def remove_autostart(platform: str | None = None) -> list[Path]:
+    """Remove the login entries `install_autostart` wrote; returns the files removed. (An activated timer
+    stays loaded until the next login or `systemctl --user disable drgui-run-due.timer`.)"""
+    removed = []
+    for path in _targets(platform).values():
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
 
 
 def activation_commands(written: Sequence[Path], platform: str | None = None) -> list[list[str]]:

@@ -28,6 +28,7 @@ from drgui.gui.widgets import (
     heading_row,
     muted,
     scrolling_page,
+    show_progress,
     title,
 )
 
@@ -67,7 +68,9 @@ class SourceProgress(QWidget):
         self.bar.setTextVisible(False)
         self.bar.setMaximumHeight(10)
         self.detail = muted("waiting")
+        self.detail.setObjectName("sourceProgressDetail")
         self.detail.setMinimumWidth(190)
+        self.detail.setWordWrap(True)
         layout.addWidget(self.name)
         layout.addWidget(self.bar, 1)
         layout.addWidget(self.detail)
@@ -78,11 +81,10 @@ class SourceProgress(QWidget):
             self.bar.setValue(1)
             self.detail.setText(f"done, {humanize.size(event.bytes_done)}")
             return
-        if event.bytes_total:
-            self.bar.setRange(0, 1000)
-            self.bar.setValue(int(1000 * event.bytes_done / max(event.bytes_total, 1)))
-        rate = f" · {humanize.size(int(event.rate))}/s" if event.rate else ""
-        self.detail.setText(f"{humanize.size(event.bytes_done)}{rate}" if event.bytes_done else "starting")
+        if event.bytes_done or event.bytes_total:
+            show_progress(self.bar, self.detail, event)  # percent and time left, or bytes and rate
+        else:
+            self.detail.setText("starting")
 
 
 class DashboardPage(QWidget):
@@ -257,6 +259,12 @@ class DashboardPage(QWidget):
                 state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
                 state.setToolTip(source.last_error)
                 state.setObjectName(f"sourceError_{source.name}")
+            elif source.name in self.controller.env_missing:  # backed up, but not what a restore needs
+                keys = ", ".join(self.controller.env_missing[source.name])
+                state.setText(f"Missing key(s): {keys}")
+                state.setStyleSheet(f"color: {STATE_COLORS['warning']}; font-weight: 600;")
+                state.setToolTip(f"The .env file lacks required key(s) {keys}: add them, then back up again.")
+                state.setObjectName(f"sourceWarning_{source.name}")
             self.sources_grid.addWidget(state, row, 4)
         self.sources_grid.setColumnStretch(2, 1)
 
@@ -352,6 +360,12 @@ class DashboardPage(QWidget):
             self._result(
                 STATE_COLORS["warning"],
                 f"Partial backup: snapshot {result.snapshot_id} holds the other sources, but not {missing}",
+            )
+        elif result.ok and any(s.warnings for s in result.sources):  # e.g. a .env lacks a required key
+            warned = "; ".join(w for s in result.sources for w in s.warnings)
+            self._result(
+                STATE_COLORS["warning"],
+                f"Backed up with a warning: snapshot {result.snapshot_id}, but {warned}.",
             )
         elif result.ok:
             self._result(

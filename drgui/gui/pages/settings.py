@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -15,10 +18,12 @@ from PySide6.QtWidgets import (
 )
 
 from drgui.core import fmt
-from drgui.core.errors import DrguiError
+from drgui.core.errors import DrguiError, EnvironmentNotReady, UsageError
+from drgui.core.ops import notify
 from drgui.core.plan.config import format_duration, parse_interval
-from drgui.core.plan.secrets import backend_status
+from drgui.core.plan.secrets import backend_status, remember
 from drgui.core.plan.workspace import Workspace
+from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.core.timing import schedule
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
@@ -59,6 +64,41 @@ DRIVE_SYNC_CHOICES = [
     ("Sync automatically", "auto"),
     ("Do nothing", "off"),
 ]
+
+
+WEBHOOK_JOB = "Webhook"
+TEST_TEXT = "Test from drgui: notifications reach this channel."
+
+
+class WebhookWork:
+    """On the worker (keyring and network): store a new URL (`url`), or send a test to the stored one."""
+
+    def __init__(self, ws: Workspace, url: str | None = None, clear: bool = False) -> None:
+        self.ws = ws
+        self.url = url
+        self.clear = clear
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> str:
+        if self.clear:
+            notify.clear_webhook(self.ws)
+            return "cleared"
+        if self.url is not None:
+            notify.set_webhook(self.ws, self.url)
+            return "set"
+        url = notify.webhook_url(self.ws)
+        if not url:
+            raise UsageError("No webhook is set yet.", hint="Paste the incoming-webhook URL, then Save.")
+        notify.post(url, f"[drgui · {self.ws.plan.name}] {TEST_TEXT}")
+        return "tested"
+
+
+def autostart_module():
+    """core/platform/autostart, or None in a build without it."""
+    try:
+        from drgui.core.platform import autostart
+    except ImportError:
+        return None
+    return autostart
 
 
 def retention_text(policy: dict) -> str:
@@ -169,6 +209,8 @@ class SettingsPage(QWidget):
         save_row.addStretch(0)
         layout.addLayout(save_row)
 
+        self.build_notifications(layout)
+
         self.retention = Card("Retention (per destination)")
         self.retention_label = QLabel()
         self.retention_label.setWordWrap(True)
@@ -191,6 +233,144 @@ class SettingsPage(QWidget):
         layout.addStretch(1)
         self.load()
 
+    def build_notifications(self, layout: QVBoxLayout) -> None:
+        card = Card("Notifications")
+        self.webhook_running = False
+        form = QFormLayout()
+        self.webhook_state = QLabel()
+        self.webhook_state.setObjectName("webhookState")
+        self.webhook_state.setWordWrap(True)
+        form.addRow("Webhook", self.webhook_state)
+        self.webhook_edit = QLineEdit()
+        self.webhook_edit.setObjectName("webhookEdit")
+        self.webhook_edit.setEchoMode(QLineEdit.EchoMode.Password)  # the URL is a secret
+        self.webhook_edit.setPlaceholderText("https://hooks.slack.com/… (kept in the keyring)")
+        form.addRow("New webhook URL", self.webhook_edit)
+        card.body.addLayout(form)
+        buttons = QHBoxLayout()
+        self.webhook_save = QPushButton("Save webhook")
+        self.webhook_save.setObjectName("webhookSaveButton")
+        self.webhook_save.clicked.connect(self.save_webhook)
+        buttons.addWidget(self.webhook_save)
+        self.webhook_test = QPushButton("Send a test")
+        self.webhook_test.setObjectName("webhookTestButton")
+        self.webhook_test.clicked.connect(self.test_webhook)
+        buttons.addWidget(self.webhook_test)
+        self.webhook_clear = QPushButton("Remove")
+        self.webhook_clear.setObjectName("webhookClearButton")
+        self.webhook_clear.clicked.connect(self.clear_webhook)
+        buttons.addWidget(self.webhook_clear)
+        buttons.addStretch(1)
+        card.body.addLayout(buttons)
+        reminder_row = QHBoxLayout()
+        self.preview_button = QPushButton("Preview reminder")
+        self.preview_button.setObjectName("previewReminderButton")
+        self.preview_button.setToolTip(
+            "Show the Sunday weekly-review notification now, as it would read today."
+        )
+        self.preview_button.clicked.connect(self.controller.reminder_preview_requested)
+        reminder_row.addWidget(self.preview_button)
+        reminder_row.addStretch(1)
+        card.body.addLayout(reminder_row)
+        self.autostart_check = QCheckBox("Start drgui at login (tray icon, scheduled backups and reminders)")
+        self.autostart_check.setObjectName("autostartCheck")
+        self.autostart_check.toggled.connect(self.set_autostart)
+        card.body.addWidget(self.autostart_check)
+        self.notify_message = MessageLine(self.controller, "notifyMessage")
+        card.body.addWidget(self.notify_message)
+        layout.addWidget(card)
+
+    def load_notifications(self) -> None:
+        try:
+            url = notify.webhook_url(self.controller.ws)
+        except EnvironmentNotReady as error:
+            url = None
+            self.webhook_state.setText(error.message)
+        else:
+            self.webhook_state.setText(
+                f"Set: posts to {urlsplit(url).hostname}."
+                if url
+                else "Not set: failures are shown here only."
+            )
+        self.webhook_test.setEnabled(bool(url))
+        self.webhook_clear.setEnabled(bool(url))
+        autostart = autostart_module()
+        self.autostart_check.blockSignals(True)
+        self.autostart_check.setEnabled(autostart is not None)
+        self.autostart_check.setChecked(bool(autostart and autostart.autostart_installed()))
+        self.autostart_check.blockSignals(False)
+
+    def run_webhook(self, work: WebhookWork, busy: str) -> None:
+        if self.webhook_running:  # one at a time; free again as soon as its outcome is shown
+            return
+        self.webhook_running = True
+        self.notify_message.say(busy)
+        job = self.controller.worker.job(WEBHOOK_JOB, work)
+        job.finished.connect(self.on_webhook_done)
+        job.failed.connect(self.on_webhook_failed)
+        self.controller.worker.start(job)
+
+    @Slot()
+    def save_webhook(self) -> None:
+        url = self.webhook_edit.text().strip()
+        self.webhook_edit.clear()  # nothing typed stays in the form
+        try:
+            url = notify.check_url(url)
+        except DrguiError as error:
+            self.notify_message.say_error(error)
+            return
+        remember(url)
+        self.run_webhook(WebhookWork(self.controller.ws, url), "Storing the webhook in the keyring…")
+
+    @Slot()
+    def test_webhook(self) -> None:
+        self.run_webhook(WebhookWork(self.controller.ws), "Sending a test notification…")
+
+    @Slot()
+    def clear_webhook(self) -> None:
+        self.run_webhook(WebhookWork(self.controller.ws, clear=True), "Removing the webhook…")
+
+    @Slot(object)
+    def on_webhook_done(self, outcome: str) -> None:
+        self.webhook_running = False
+        self.load_notifications()
+        self.notify_message.say(
+            {
+                "set": "✓ Webhook saved in the keyring. Send a test to check it.",
+                "tested": "✓ Test sent: check the channel.",
+                "cleared": "Webhook removed.",
+            }[outcome],
+            "done",
+        )
+
+    @Slot(object)
+    def on_webhook_failed(self, error: DrguiError) -> None:
+        self.webhook_running = False
+        self.load_notifications()
+        self.notify_message.say_error(error)
+
+    @Slot(bool)
+    def set_autostart(self, on: bool) -> None:
+        autostart = autostart_module()
+        if autostart is None:
+            return
+        try:
+            if on:
+                home = self.controller.ws.home.path
+                written = autostart.install_autostart(home=home)
+                self.notify_message.say(
+                    f"✓ drgui will start at login ({humanize.plural(len(written), 'file')} written).", "done"
+                )
+            else:
+                autostart.remove_autostart()
+                self.notify_message.say("drgui will no longer start at login.", "done")
+        except (DrguiError, OSError) as error:
+            if isinstance(error, DrguiError):
+                self.notify_message.say_error(error)
+            else:
+                self.notify_message.say(f"Could not change the login entries: {error.strerror}.", "error")
+        self.load_notifications()
+
     def load(self) -> None:
         plan = self.controller.ws.plan
         self.rpo.setText(format_duration(plan.rpo_seconds))
@@ -209,6 +389,7 @@ class SettingsPage(QWidget):
             or "No destination yet."
         )
         self.offsite_label.setText(offsite_text(self.controller.ws))
+        self.load_notifications()
         status = backend_status()
         if status.usable and not status.locked:
             self.keyring_label.setText(f"✓ Secrets are stored in {status.name}.")

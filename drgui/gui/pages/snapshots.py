@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
@@ -26,14 +29,17 @@ from PySide6.QtWidgets import (
 
 from drgui.core.engine.catalog import list_snapshots
 from drgui.core.engine.restore import restore
+from drgui.core.engine.sources.postgres import CONNINFO_KEYS, split_dsn
 from drgui.core.engine.verify import verify_snapshot
-from drgui.core.errors import DrguiError
+from drgui.core.errors import DrguiError, EnvironmentNotReady
+from drgui.core.plan.config import SourceConfig
+from drgui.core.plan.secrets import remember
 from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, Progress, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.humanize import plural
-from drgui.gui.widgets import MessageLine, muted, title
+from drgui.gui.widgets import MessageLine, advance_bar, muted, progress_text, reset_bar, show_progress, title
 from drgui.gui.worker import Job
 
 GUARD_TEXT = (
@@ -76,12 +82,43 @@ class VerifyWork:
         return result
 
 
+SERVER_KEYS = ("host", "hostaddr", "port", "user")
+
+
+def server_of(params: dict[str, str]) -> tuple[str, ...]:
+    """What names a server login in conninfo settings (the database name aside)."""
+    return tuple(params.get(key, "") for key in SERVER_KEYS)
+
+
+def new_database_dsn(source: SourceConfig, today: datetime | None = None) -> str:
+    """The source's server with a new database name (never its password): postgresql://USER@HOST:PORT/DB_restore_YYYYMMDD."""
+    params = {k: str(v) for k, v in source.settings.items() if k in CONNINFO_KEYS}
+    dbname = f"{params.get('dbname', 'db')}_restore_{(today or datetime.now()).strftime('%Y%m%d')}"
+    host = params.get("host", "")
+    if not host or host.startswith("/") or "," in host or set(params) - {"host", "port", "user", "dbname"}:
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**{**params, "dbname": dbname})
+    user = f"{quote(params['user'], safe='')}@" if params.get("user") else ""
+    port = f":{params['port']}" if params.get("port") else ""
+    host_part = f"[{host}]" if ":" in host else host
+    return f"postgresql://{user}{host_part}{port}/{quote(dbname, safe='')}"
+
+
 class RestoreWork:
     def __init__(
-        self, ws: Workspace, snapshot_id: str, source: str, dest: str, target: str, is_db: bool
+        self,
+        ws: Workspace,
+        snapshot_id: str,
+        source: str,
+        dest: str,
+        target: str,
+        is_db: bool,
+        password: str | None = None,
     ) -> None:
         self.ws, self.snapshot_id, self.source, self.dest = ws, snapshot_id, source, dest
         self.target, self.is_db = target, is_db
+        self.password = password  # the target server's password, given apart from the DSN
 
     def __call__(self, progress: ProgressCallback, cancel: CancelToken):
         return restore(
@@ -93,6 +130,7 @@ class RestoreWork:
             dest_name=self.dest,
             progress=progress,
             cancel=cancel,
+            to_password=self.password if self.is_db else None,
         )
 
 
@@ -127,17 +165,29 @@ class RestoreDialog(QDialog):
         self.browse.clicked.connect(self.choose_dir)
         target_row.addWidget(self.browse)
         form.addRow("Restore into", target_row)
+        self.password = QLineEdit()
+        self.password.setObjectName("restorePassword")
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password.setPlaceholderText("the target server's password (never put it in the address)")
+        self.password_label = QLabel("Server password")
+        form.addRow(self.password_label, self.password)
         layout.addLayout(form)
-        self.source_combo.currentIndexChanged.connect(self.update_target_hint)
-        self.update_target_hint()
+        self.prefilled: str | None = None  # the source's own password, while the target is its server
+        self.source_combo.currentIndexChanged.connect(self.on_source_changed)
+        self.target.textEdited.connect(self.on_target_edited)
         self.bar = QProgressBar()
+        self.bar.setObjectName("restoreProgress")
         self.bar.setRange(0, 0)
         self.bar.hide()
         layout.addWidget(self.bar)
+        self.progress_label = muted("")
+        self.progress_label.setObjectName("restoreProgressText")
+        layout.addWidget(self.progress_label)
         self.status = QLabel()
         self.status.setObjectName("restoreStatus")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self.on_source_changed()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.start_button = self.buttons.addButton("Restore", QDialogButtonBox.ButtonRole.ActionRole)
         self.start_button.setObjectName("startRestoreButton")
@@ -149,12 +199,62 @@ class RestoreDialog(QDialog):
     def is_db(self) -> bool:
         return self.kinds.get(self.source_combo.currentData()) == "postgres"
 
+    def source_config(self) -> SourceConfig | None:
+        name = self.source_combo.currentData()
+        return next((s for s in self.page.ws.plan.sources if s.name == name), None)
+
+    @Slot()
+    def on_source_changed(self) -> None:
+        """A new source: nothing typed for the previous one stays (target, password, message)."""
+        self.target.clear()
+        self.password.clear()
+        self.prefilled = None
+        self.status.clear()
+        self.update_target_hint()
+        source = self.source_config()
+        if self.is_db() and source is not None:
+            self.target.setText(new_database_dsn(source))
+            self.prefill_password(source)
+
+    def prefill_password(self, source: SourceConfig) -> None:
+        """The target is the source's own server: its password comes from the keyring, unseen."""
+        if not source.settings.get("has_password"):
+            return
+        try:
+            password = self.page.ws.store.get("source", source.name, "password")
+        except EnvironmentNotReady:
+            return
+        if password:
+            remember(password)
+            self.prefilled = password
+            self.password.setText(password)
+            self.password.setToolTip("From the keyring: the target is the source's server.")
+
+    @Slot(str)
+    def on_target_edited(self, text: str) -> None:
+        """Another server typed: the source's password is not offered for it."""
+        source = self.source_config()
+        if not self.is_db() or source is None:
+            return
+        try:
+            params, _ = split_dsn(text)
+        except DrguiError:
+            return
+        same = server_of(params) == server_of({k: str(v) for k, v in source.settings.items()})
+        if not same and self.prefilled is not None and self.password.text() == self.prefilled:
+            self.password.clear()
+            self.prefilled = None
+            self.password.setToolTip("")
+        elif same and not self.password.text():
+            self.prefill_password(source)
+
     @Slot()
     def update_target_hint(self) -> None:
-        if self.is_db():
-            self.target.setPlaceholderText(
-                "postgresql://postgres@localhost:5432/acme_restore (a NEW database)"
-            )
+        db = self.is_db()
+        self.password.setVisible(db)
+        self.password_label.setVisible(db)
+        if db:
+            self.target.setPlaceholderText("postgresql://USER@HOST:5432/NEW_DATABASE (a NEW database)")
             self.browse.hide()
         else:
             self.target.setPlaceholderText("a new or empty folder, e.g. ~/restore-test")
@@ -178,6 +278,7 @@ class RestoreDialog(QDialog):
             self.dest,
             self.target.text().strip(),
             self.is_db(),
+            self.password.text() or None,
         )
         job = self.page.controller.worker.job("Restore", work)
         job.progress.connect(self.on_progress)
@@ -187,16 +288,20 @@ class RestoreDialog(QDialog):
         job.done.connect(self.on_done)
         self.job = job
         self.start_button.setEnabled(False)
+        self.source_combo.setEnabled(False)
+        reset_bar(self.bar)
         self.bar.show()
+        self.progress_label.setText("")
+        self.started = time.monotonic()
         self.status.setStyleSheet("")
         self.status.setText("Restoring…")
         self.page.controller.worker.start(job)
 
     @Slot(object)
     def on_progress(self, event: Progress) -> None:
-        self.status.setText(
-            f"{event.message or event.step} {humanize.size(event.bytes_done) if event.bytes_done else ''}"
-        )
+        if event.message:
+            self.status.setText(event.message)
+        show_progress(self.bar, self.progress_label, event)
 
     @Slot(object)
     def on_finished(self, result) -> None:
@@ -227,7 +332,9 @@ class RestoreDialog(QDialog):
     def on_done(self) -> None:
         self.job = None
         self.bar.hide()
+        self.progress_label.setText("")
         self.start_button.setEnabled(True)
+        self.source_combo.setEnabled(True)
 
     @Slot()
     def close_or_cancel(self) -> None:
@@ -379,6 +486,7 @@ class SnapshotsPage(QWidget):
         job.finished.connect(self.on_verified)
         job.failed.connect(self.on_failed)
         job.done.connect(self.on_verify_done)
+        reset_bar(self.verify_bar)
         self.verify_bar.show()
         self.verify_quick.setEnabled(False)
         self.verify_deep.setEnabled(False)
@@ -389,7 +497,9 @@ class SnapshotsPage(QWidget):
     @Slot(object)
     def on_verify_progress(self, event: Progress) -> None:
         if event.bytes_done:
-            self.message.say(f"Checked {humanize.size(event.bytes_done)}…")
+            # the snapshot's size is known: percent and time left on the bar and the line
+            self.message.say(f"Checking: {progress_text(event)}…")
+            advance_bar(self.verify_bar, event)
 
     @Slot(object)
     def on_verified(self, result) -> None:

@@ -69,6 +69,12 @@ class EnvSource(Source):
     def required(self) -> list[str]:
         return list(self.config.settings.get("require", []))
 
+    def missing_keys(self, keys: list[str] | None = None) -> list[str]:
+        """The required key names the file lacks (`keys`: its key names, else read from the file now)."""
+        if keys is None:
+            keys = env_keys(self.read().decode("utf-8", errors="replace"))
+        return [k for k in self.required if k not in keys]
+
     def describe(self) -> str:
         extra = f", requires {', '.join(self.required)}" if self.required else ""
         return f".env file {self.path}{extra}"
@@ -92,7 +98,7 @@ class EnvSource(Source):
     def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
         data = self.read()
         keys = env_keys(data.decode("utf-8", errors="replace"))
-        missing = [k for k in self.required if k not in keys]
+        missing = self.missing_keys(keys)
         if missing:
             ctx.warnings.append(f"{self.path} lacks required key(s): {', '.join(missing)}")
         ctx.manifest.update(
