@@ -272,3 +272,25 @@ def test_drill_and_a_kit_import_work_on_format_2(tmp_path: Path) -> None:
     ok(run_cli(fresh, "--json", "restore", "latest", "--source", "files", "--to-dir", str(target)))
     assert_same_tree(data, target)
     assert ok(run_cli(fresh, "--json", "verify", snapshot_id, "--deep")).json()["ok"]
+
+
+def test_the_local_cache_is_never_trusted_over_the_destination(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    fill(data, 4, 10_000)
+    plan = folder_plan(tmp_path, data)
+    backup(plan)
+    caches = list((plan.home / "cache" / "file-lists").rglob("*.sqlite"))
+    assert len(caches) == 1
+    assert backup(plan)["sources"][0]["scan"]["files_unchanged"] == 4  # through the cache
+    bogus = "0" * 32  # a pack no index at the destination lists (say, pruned since)
+    db = sqlite3.connect(caches[0])
+    db.execute("UPDATE parent SET entry = json_set(entry, '$.pack', ?)", (bogus,))
+    db.execute("UPDATE content SET pack = ?", (bogus,))
+    db.commit()
+    db.close()
+    scan = backup(plan)["sources"][0]["scan"]
+    assert scan["files_unchanged"] == 0 and scan["files_new"] == 4
+    latest = ok(plan.cli("--json", "verify", "latest", "--deep")).json()
+    assert latest["ok"] and not any(bogus in line for line in latest["checked"])
