@@ -294,3 +294,20 @@ def test_the_local_cache_is_never_trusted_over_the_destination(tmp_path: Path) -
     assert scan["files_unchanged"] == 0 and scan["files_new"] == 4
     latest = ok(plan.cli("--json", "verify", "latest", "--deep")).json()
     assert latest["ok"] and not any(bogus in line for line in latest["checked"])
+
+
+def test_a_snapshot_whose_pack_is_missing_is_not_listed_complete(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(data, 2, 10_000)
+    plan = folder_plan(tmp_path, data)
+    snapshot_id = backup(plan)["snapshot"]
+    pack = next((plan.dest_dir / plan.plan_id / "packs").rglob("*.age"))
+    pack.rename(pack.with_name("moved-away"))
+    listed = plan.cli("--json", "snapshots")
+    assert listed.code == 1
+    (entry,) = listed.json()
+    assert entry["id"] == snapshot_id and not entry["complete"], entry
+    refused = plan.cli("--json", "restore", "latest", "--source", "files", "--to-dir", str(tmp_path / "out"))
+    assert refused.code == 1 and not (tmp_path / "out").exists()
+    pack.with_name("moved-away").rename(pack)
+    assert ok(plan.cli("--json", "snapshots")).json()[0]["complete"]
