@@ -294,6 +294,8 @@ def test_the_local_cache_is_never_trusted_over_the_destination(tmp_path: Path) -
     assert scan["files_unchanged"] == 0 and scan["files_new"] == 4
     latest = ok(plan.cli("--json", "verify", "latest", "--deep")).json()
     assert latest["ok"] and not any(bogus in line for line in latest["checked"])
+    human = ok(plan.cli("backup")).stdout  # the CLI's summary says what the scan found
+    assert "4 files scanned (40.0 KB), 4 unchanged (40.0 KB), 0 new (0 B)" in human, human
 
 
 def test_a_snapshot_whose_pack_is_missing_is_not_listed_complete(tmp_path: Path) -> None:
