@@ -313,3 +313,18 @@ def test_a_snapshot_whose_pack_is_missing_is_not_listed_complete(tmp_path: Path)
     assert refused.code == 1 and not (tmp_path / "out").exists()
     pack.with_name("moved-away").rename(pack)
     assert ok(plan.cli("--json", "snapshots")).json()[0]["complete"]
+
+
+def test_the_next_backup_removes_a_killed_runs_pack_temp_files_over_an_hour_old(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(data, 1, 1_000)
+    plan = folder_plan(tmp_path, data)
+    backup(plan)
+    packs = plan.dest_dir / plan.plan_id / "packs" / "ab"
+    packs.mkdir(parents=True, exist_ok=True)
+    old, young = packs / f".{'ab' * 16}.age.x1.tmp", packs / f".{'ab' * 15}cd.age.x2.tmp"
+    for path in (old, young):
+        path.write_bytes(b"half a pack")
+    os.utime(old, (0, 0))
+    backup(plan)
+    assert not old.exists() and young.exists()

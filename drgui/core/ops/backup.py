@@ -30,6 +30,7 @@ from drgui.core.engine.snapshot import (
     FORMAT_V2,
     IDENTITY_FILE,
     MANIFEST_FILE,
+    PACKS_DIR,
     Index,
     PackRef,
     PartRecord,
@@ -159,7 +160,27 @@ def cleanup_leftovers(ws: Workspace) -> list[str]:
         for snapshot_id in dest.incomplete_ids():
             dest.remove_incomplete(snapshot_id)
             removed.append(f"{dest.name}:{snapshot_id}")
+        removed += [f"{dest.name}:{key}" for key in remove_stale_pack_temps(dest)]
     shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
+    return removed
+
+
+STALE_PACK_TEMP = 3600.0  # seconds; a younger temp file may be a pack another run is writing
+
+
+def remove_stale_pack_temps(dest: Destination) -> list[str]:
+    """The temp files of packs a killed run was writing (`packs/xx/.<id>.age.*.tmp`), over an hour old."""
+    root = getattr(dest, "root", None)
+    if not isinstance(root, Path) or not (root / PACKS_DIR).is_dir():
+        return []
+    packs = root / PACKS_DIR
+    removed = []
+    now = time.time()
+    for path in packs.glob("*/.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_PACK_TEMP:
+                path.unlink()
+                removed.append(path.relative_to(root).as_posix())
     return removed
 
 
