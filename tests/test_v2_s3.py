@@ -97,9 +97,17 @@ def add_bucket_source(plan: Plan, bucket: S3Bucket, prefix: str = "uploads") -> 
     )
 
 
+@pytest.fixture
+def emptied(s3_bucket: S3Bucket) -> Iterator[S3Bucket]:
+    """The bucket, emptied in bulk afterwards (the fixture's clean-up goes one object at a time)."""
+    yield s3_bucket
+    empty_bucket(s3_bucket)
+
+
 def test_a_second_backup_of_an_unchanged_bucket_issues_no_get_object(
-    new_plan: Callable[[], Plan], s3_bucket: S3Bucket
+    new_plan: Callable[[], Plan], emptied: S3Bucket
 ) -> None:
+    s3_bucket = emptied
     plan = new_plan()
     objects = {f"uploads/u{n:04d}/{n}.txt": os.urandom(200) + str(n).encode() for n in range(1000)}
     objects["uploads/dup-a"] = objects["uploads/dup-b"] = b"same bytes"
@@ -134,7 +142,6 @@ def test_a_second_backup_of_an_unchanged_bucket_issues_no_get_object(
         if p.is_file()
     }
     assert restored == objects
-    empty_bucket(s3_bucket)
 
 
 def empty_bucket(bucket: S3Bucket, name: str | None = None) -> None:
@@ -258,3 +265,37 @@ def test_the_offline_queue_uploads_packs_then_drops_them(
     assert pack_keys(s3_bucket) > day1
     for snapshot in ok(cli(plan, "snapshots", "--dest", "s3")).json():
         assert ok(cli(plan, "verify", snapshot["id"], "--dest", "s3", "--deep")).json()["ok"]
+
+
+def test_a_queued_snapshot_that_references_remote_packs_is_uploaded_later(
+    new_plan: Callable[[], Plan], s3_bucket: S3Bucket
+) -> None:
+    """Written to the queue with S3 as its reference (unchanged files point at packs only S3 holds),
+    then not copied (say the upload broke): it is still the queue's, and the next run uploads it."""
+    from drgui.core.ops.backup import write_snapshot
+    from drgui.core.plan.home import Home
+    from drgui.core.plan.workspace import Workspace
+    from drgui.core.progress import CancelToken, ignore_progress
+
+    plan = new_plan()
+    ok(cli(plan, "dest", "remove", "local"))
+    data = plan.work / "data"
+    data.mkdir()
+    for n in range(3):
+        (data / f"f{n}").write_bytes(os.urandom(20_000))
+    ok(cli(plan, "source", "add", "files", "folder", "--path", str(data)))
+    add_s3_dest(plan, s3_bucket.endpoint, s3_bucket.name)
+    ok(cli(plan, "backup"))
+    (data / "new").write_bytes(os.urandom(1_000))
+    ws = Workspace(Home.resolve(plan.home))
+    remote = ws.destination("s3")
+    snapshot_id, _results = write_snapshot(
+        ws, ws.sources(), ws.queue_destination(), ignore_progress, CancelToken(), reference=remote
+    )
+    ws.history.enqueue(snapshot_id, "s3", "the upload broke")
+    queued = ws.queue_destination().read_index(snapshot_id)
+    assert len(queued.packs) == 2  # day 1's pack (only at S3) and the new one (only in the queue)
+    flushed = ok(cli(plan, "backup")).json()
+    assert f"{snapshot_id}->s3" in flushed["uploaded_from_queue"]
+    assert not list((plan.home / "queue").rglob("*.age"))
+    assert ok(cli(plan, "verify", snapshot_id, "--dest", "s3", "--deep")).json()["ok"]

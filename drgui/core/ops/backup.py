@@ -238,11 +238,19 @@ def repair_identity_copies(ws: Workspace, dests: list[Destination]) -> list[str]
     return warnings
 
 
+def queued_ids(queue: Destination) -> list[str]:
+    """The snapshots in the home's queue: complete, or complete but for format-2 packs that the
+    reference destination already holds (a queued snapshot references them; the copy takes each
+    pack the target lacks from wherever it is)."""
+    return [i.snapshot_id for i in queue.snapshots() if i.complete or i.packs_missing]
+
+
 def find_local_copy(ws: Workspace, snapshot_id: str) -> Destination | None:
-    for dest in [*_local_destinations(ws.destinations()), ws.queue_destination()]:
+    for dest in _local_destinations(ws.destinations()):
         if dest.available() and snapshot_id in dest.snapshot_ids():
             return dest
-    return None
+    queue = ws.queue_destination()
+    return queue if queue.available() and snapshot_id in queued_ids(queue) else None
 
 
 COPY_PENDING = "the copy did not finish (interrupted); the next backup or run-due copies it"
@@ -321,7 +329,7 @@ def _drop_uploaded_queue_copies(ws: Workspace) -> None:
     if not queue.available():
         return
     kept: set[str] = set()
-    for snapshot_id in queue.snapshot_ids():
+    for snapshot_id in queued_ids(queue):
         if snapshot_id not in pending:
             queue.delete_snapshot(snapshot_id)
         else:

@@ -56,6 +56,7 @@ class SnapshotInfo:
     problem: str | None = None  # why it is not complete
     plan_id: str | None = None  # the plan its index names (None: unreadable)
     legacy: bool = False  # in the legacy layout (<root>/snapshots/), not in the plan's scope
+    packs_missing: bool = False  # format 2: complete but for packs that are not here (the queue's case)
 
     @property
     def complete(self) -> bool:
@@ -263,6 +264,7 @@ class Destination(ABC):
                     f"{missing[0]}{more} missing or of another size",
                     info.plan_id,
                     info.legacy,
+                    packs_missing=True,
                 )
             checked.append(info)
         return checked
