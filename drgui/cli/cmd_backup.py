@@ -12,11 +12,16 @@ def register(sub, common) -> None:
     parser = add_command(sub, common, "backup", "back up now", run)
     parser.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
     parser.add_argument("--dest", action="append", metavar="NAME", help="only this destination (repeatable)")
+    parser.add_argument(
+        "--force-read",
+        action="store_true",
+        help="read and hash every file of folder and S3 sources, also those unchanged since the last backup",
+    )
 
 
 def run(args, out) -> int:
     ws = workspace(args)
-    result = run_backup(ws, args.source, args.dest, progress=out.progress)
+    result = run_backup(ws, args.source, args.dest, progress=out.progress, force_read=args.force_read)
     lines = [f"Snapshot {result.snapshot_id} in {result.seconds:.1f} s"]
     for source in result.sources:
         if not source.ok:

@@ -10,6 +10,22 @@ from dataclasses import dataclass
 from drgui.core.errors import Cancelled
 
 
+@dataclass
+class ScanCounts:
+    """A format-2 backup's scan of a folder or bucket: everything seen, what was unchanged since the
+    parent snapshot (not read again), and what was new (content stored in a new pack)."""
+
+    files_scanned: int = 0
+    bytes_scanned: int = 0
+    files_unchanged: int = 0
+    bytes_unchanged: int = 0
+    files_new: int = 0
+    bytes_new: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
 @dataclass(frozen=True)
 class Progress:
     step: str  # e.g. "backup", "upload", "verify", "restore"
@@ -18,6 +34,7 @@ class Progress:
     bytes_done: int = 0
     bytes_total: int | None = None
     rate: float | None = None  # bytes per second
+    scan: ScanCounts | None = None  # a copy, on "backup" events of folder and S3 sources (format 2)
 
 
 ProgressCallback = Callable[[Progress], None]

@@ -19,16 +19,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import stat
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
 from drgui.core.engine.destinations.base import CHUNK, Destination
+from drgui.core.engine.manifest import FILE_LIST_PART, FileEntry, iter_entries
+from drgui.core.engine.packs import open_pack
 from drgui.core.engine.pipeline import read_part
-from drgui.core.engine.snapshot import snapshot_prefix
+from drgui.core.engine.snapshot import PackRef, snapshot_prefix
 from drgui.core.engine.sources.base import pump_in_thread
 from drgui.core.errors import OperationFailed
 from drgui.core.progress import CancelToken, ProgressCallback, RateMeter
@@ -166,6 +170,8 @@ class TreeWriter(Protocol):
     def directory(self, path: str) -> None: ...
     def file(self, path: str, data: IO[bytes], mode: int, mtime: float) -> tuple[int, str]: ...
     def symlink(self, path: str, target: str, mtime: float) -> None: ...
+    def duplicate(self, path: str, written: str, mode: int, mtime: float) -> None:
+        """`path` has the same content as `written` (format 2: one member, several paths)."""
 
 
 class HashWriter:
@@ -183,6 +189,9 @@ class HashWriter:
         return size, digest.hexdigest()
 
     def symlink(self, path: str, target: str, mtime: float) -> None:
+        pass
+
+    def duplicate(self, path: str, written: str, mode: int, mtime: float) -> None:
         pass
 
 
@@ -231,6 +240,10 @@ class DiskWriter:
             os.chmod(out.fileno(), mode & MODE_BITS)
         os.utime(target, (mtime, mtime), follow_symlinks=False)
         return size, digest.hexdigest()
+
+    def duplicate(self, path: str, written: str, mode: int, mtime: float) -> None:
+        with open(self._place(written), "rb") as data:
+            self.file(path, data, mode, mtime)
 
     def symlink(self, path: str, target: str, mtime: float) -> None:
         link = self._place(path)
@@ -323,3 +336,189 @@ def check_archive(
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         report.problems.append(f"{where}: missing from the archive: {', '.join(missing[:5])}{more}")
     return report
+
+
+# --- format 2: a file list and the packs holding the contents ----------------------------------------
+def entry_path(path: str) -> str:
+    """A file list path, or OperationFailed when it is absolute or not plain (the rules of member_path)."""
+    if not path or path.startswith("/") or "\x00" in path:
+        raise OperationFailed(f"'{path}': an absolute or empty name")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise OperationFailed(f"'{path}': a name with '..', '.' or an empty component")
+    return path
+
+
+class _Wanted:
+    """The file entries still to fill, by (pack, member), in an SQLite file (bounded memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=OFF")
+        self.db.execute(
+            "CREATE TABLE want (seq INTEGER PRIMARY KEY, pack TEXT, member TEXT, path TEXT, size INTEGER, "
+            "sha256 TEXT, mode INTEGER, mtime INTEGER, done INTEGER DEFAULT 0)"
+        )
+        self.db.execute("CREATE INDEX want_member ON want (pack, member)")
+
+    def add(self, item: FileEntry) -> None:
+        self.db.execute(
+            "INSERT INTO want (pack, member, path, size, sha256, mode, mtime) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item.pack, item.member, item.path, item.size, item.sha256, item.mode, item.mtime),
+        )
+
+    def packs(self) -> list[str]:
+        return [str(row[0]) for row in self.db.execute("SELECT DISTINCT pack FROM want ORDER BY pack")]
+
+    def rows(self, pack: str, member: str) -> list[tuple[int, str, int, str, int, int]]:
+        return list(
+            self.db.execute(
+                "SELECT seq, path, size, sha256, mode, mtime FROM want WHERE pack = ? AND member = ? "
+                "AND done = 0 ORDER BY seq",
+                (pack, member),
+            )
+        )
+
+    def done(self, seqs: list[int]) -> None:
+        self.db.executemany("UPDATE want SET done = 1 WHERE seq = ?", [(seq,) for seq in seqs])
+
+    def missing(self) -> list[tuple[str, str]]:
+        return [
+            (str(r[0]), str(r[1]))
+            for r in self.db.execute("SELECT path, pack FROM want WHERE done = 0 ORDER BY seq LIMIT 6")
+        ]
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+
+
+def check_packed_tree(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    identity: str,
+    writer: TreeWriter,
+    cancel: CancelToken,
+    workdir: Path,
+    progress: ProgressCallback,
+    index_parts: dict[str, str] | None = None,
+) -> ArchiveReport:
+    """Format 2's counterpart of `check_archive`: the file list part (checked against the manifest and
+    the index like any part) gives every entry; directories and links are made in list order, then each
+    pack the files need is decrypted once (ciphertext checked against the index) and every file written
+    with its content's sha256 checked. The same path rules as a tar member's; a parent that is a link
+    or a file of the same snapshot refuses the entry (DiskWriter never writes through one)."""
+    report = ArchiveReport()
+    part = next((p for p in entry["parts"] if p["name"] == FILE_LIST_PART), None)
+    if part is None:
+        report.problems.append(f"source '{entry['name']}': the manifest names no file list")
+        return report
+    index = dest.read_index(snapshot_id)
+    listed_parts = index_parts if index_parts is not None else {p["path"]: p["sha256"] for p in index.parts}
+    if part["path"] not in listed_parts:
+        report.problems.append(f"{part['path']}: not listed in index.json")
+        return report
+    refs = {ref.id: ref for ref in index.packs}
+    workdir.mkdir(parents=True, exist_ok=True)
+    wanted = _Wanted(Path(tempfile.mkstemp(prefix="wanted-", suffix=".sqlite", dir=workdir)[1]))
+    try:
+        seen: dict[str, str] = {}
+        with decrypted_pipe(
+            dest,
+            snapshot_id,
+            entry,
+            part,
+            identity,
+            cancel,
+            progress,
+            index_sha256=listed_parts[part["path"]],
+        ) as (reader, _errors):
+            for item in iter_entries(reader):
+                cancel.check()
+                try:
+                    _check_entry(item, seen, refs, writer, wanted, report)
+                except OperationFailed as error:
+                    report.problems.append(f"{part['path']}: {error.message}")
+                    if len(report.problems) >= MAX_PROBLEMS:
+                        return report
+        for pack_id in wanted.packs():
+            _fill_from_pack(dest, refs[pack_id], identity, writer, wanted, report, cancel)
+            if len(report.problems) >= MAX_PROBLEMS:
+                return report
+        missing = wanted.missing()
+        if missing and not report.problems:
+            shown = ", ".join(f"{path} (pack {pack})" for path, pack in missing[:5])
+            report.problems.append(f"missing from their packs: {shown}")
+    except (ValueError, UnicodeDecodeError) as error:
+        report.problems.append(f"{part['path']}: the file list is damaged: {error}")
+    finally:
+        wanted.close()
+    return report
+
+
+def _check_entry(
+    item: FileEntry,
+    seen: dict[str, str],
+    refs: dict[str, PackRef],
+    writer: TreeWriter,
+    wanted: _Wanted,
+    report: ArchiveReport,
+) -> None:
+    path = entry_path(item.path)
+    if path in seen:
+        raise OperationFailed(f"'{path}': listed twice")
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if seen.get(parent, "dir") != "dir":
+            raise OperationFailed(f"'{path}': would be written through the {seen[parent]} '{parent}'")
+    seen[path] = item.type
+    if item.type == "dir":
+        writer.directory(path)
+        report.directories.append((path, item.mode & MODE_BITS, float(item.mtime)))
+        report.counts["dir"] += 1
+    elif item.type == "symlink":
+        if not item.target or "\x00" in item.target:
+            raise OperationFailed(f"'{path}': a link without a target")
+        writer.symlink(path, item.target, float(item.mtime))
+        report.counts["symlink"] += 1
+    else:
+        if not item.pack or not item.member or item.sha256 is None or item.size is None:
+            raise OperationFailed(f"'{path}': a file without its content's pack")
+        if item.pack not in refs:
+            raise OperationFailed(f"'{path}': its pack {item.pack} is not listed in index.json")
+        wanted.add(item)
+
+
+def _fill_from_pack(
+    dest: Destination,
+    ref: PackRef,
+    identity: str,
+    writer: TreeWriter,
+    wanted: _Wanted,
+    report: ArchiveReport,
+    cancel: CancelToken,
+) -> None:
+    try:
+        with open_pack(dest, ref, identity, cancel) as tar:
+            for member in tar:
+                cancel.check()
+                rows = wanted.rows(ref.id, member.name) if member.isreg() else []
+                if not rows:
+                    continue
+                data = tar.extractfile(member)
+                assert data is not None
+                _seq, path, size, sha256, mode, mtime = rows[0]
+                got_size, digest = writer.file(path, data, mode, float(mtime))
+                if (got_size, digest) != (size, sha256) or member.name != sha256:
+                    report.problems.append(
+                        f"{ref.key}: member {member.name} of '{path}' differs from the file list (sha256)"
+                    )
+                    continue
+                for other in rows[1:]:
+                    writer.duplicate(other[1], path, other[4], float(other[5]))
+                wanted.done([row[0] for row in rows])
+                report.counts["file"] += len(rows)
+    except OperationFailed as error:
+        report.problems.append(error.message)

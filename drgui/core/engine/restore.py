@@ -28,13 +28,14 @@ from drgui.core.engine.extract import (
     ArchiveReport,
     DiskWriter,
     check_archive,
+    check_packed_tree,
     decrypted_pipe,
     index_sha256_of,
 )
 from drgui.core.engine.pipeline import read_part
 from drgui.core.engine.restore_result import RestoreResult
 from drgui.core.engine.safety import take_safety_snapshot
-from drgui.core.engine.snapshot import SAFETY_PREFIX, find_part, snapshot_prefix
+from drgui.core.engine.snapshot import FORMAT_V2, SAFETY_PREFIX, find_part, snapshot_prefix
 from drgui.core.engine.sources.postgres import (
     PostgresSource,
     child_env,
@@ -426,17 +427,22 @@ def restore_folder(
     killed restore is removed by the next drgui command.
     """
     cancel = cancel or CancelToken()
+    packed = entry.get("format") == FORMAT_V2
     part = find_part(entry, "files.tar.zst") or find_part(entry, "objects.tar.zst")
-    if part is None:
+    if part is None and not packed:
         raise OperationFailed(f"The snapshot has no files for source '{entry['name']}'.")
-    index_sha256 = index_sha256_of(dest, snapshot_id, part)
+    index_sha256 = index_sha256_of(dest, snapshot_id, part) if part is not None else ""
     result = RestoreResult(snapshot_id, entry["name"], str(to_dir))
     with staging_beside(to_dir, scratch_dir) as staging:
         hint = "Restore an older snapshot, or from another destination with --dest."
         try:
-            report = _unpack(
-                dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
-            )
+            if packed:
+                report = _unpack_packed(dest, snapshot_id, entry, identity, staging, cancel, progress)
+            else:
+                assert part is not None
+                report = _unpack(
+                    dest, snapshot_id, entry, part, identity, staging, index_sha256, cancel, progress
+                )
             problems = report.problems
         except OperationFailed as error:
             problems = [error.message]
@@ -475,6 +481,29 @@ def _unpack(
                 f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
                 hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
             ) from None
+
+
+def _unpack_packed(
+    dest: Destination,
+    snapshot_id: str,
+    entry: dict[str, Any],
+    identity: str,
+    staging: Path,
+    cancel: CancelToken,
+    progress: ProgressCallback,
+) -> ArchiveReport:
+    """Format 2: the file list and each pack it needs, checked and written into `staging`."""
+    try:
+        return check_packed_tree(
+            dest, snapshot_id, entry, identity, DiskWriter(staging), cancel, staging.parent, progress
+        )
+    except OSError as error:
+        where = staging.parent.parent
+        hint = "Free some space there, or restore into a directory on another disk."
+        raise OperationFailed(
+            f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
+            hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
+        ) from None
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
-"""Snapshot format version 1: ids, the plaintext index and the encrypted manifest.
+"""Snapshot formats 1 and 2: ids, the plaintext index and the encrypted manifest.
 
 Every plan's data at a destination lives under its own scope, `<dest root>/<plan id>/`:
 <dest root>/<plan id>/identity.age
 <dest root>/<plan id>/snapshots/<id>/index.json       plaintext, no secrets, self-checking
 <dest root>/<plan id>/snapshots/<id>/manifest.age     encrypted JSON manifest
 <dest root>/<plan id>/snapshots/<id>/parts/<source>/<part>.age
+<dest root>/<plan id>/packs/<id[:2]>/<id>.age          format 2: files of folder and S3 sources, shared
 Older versions wrote `<dest root>/identity.age` and `<dest root>/snapshots/<id>/` (the legacy layout,
 still read; a legacy snapshot belongs to the plan its index.json names). See docs/snapshot-format.md.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets as _random
 from dataclasses import dataclass, field
@@ -27,6 +29,11 @@ SNAPSHOTS_DIR = "snapshots"
 IDENTITY_FILE = "identity.age"
 INDEX_FILE = "index.json"
 MANIFEST_FILE = "manifest.age"
+PACKS_DIR = "packs"
+FORMAT_V1 = 1
+FORMAT_V2 = 2  # folder and S3 sources as whole files in shared packs (engine/packs.py)
+READ_FORMATS = (FORMAT_V1, FORMAT_V2)
+PACK_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def new_snapshot_id(start: datetime) -> str:
@@ -101,6 +108,40 @@ class PartRecord:
         }
 
 
+def write_format() -> int:
+    """The format new snapshots are written in: 2, or 1 when DRGUI_SNAPSHOT_FORMAT=1 (the test suite's
+    format-1 tests, and a plan that must stay readable by older drgui versions)."""
+    return FORMAT_V1 if os.environ.get("DRGUI_SNAPSHOT_FORMAT", "").strip() == "1" else FORMAT_V2
+
+
+def pack_key(pack_id: str) -> str:
+    """Where a pack lives, relative to the plan scope (beside `snapshots/`)."""
+    return f"{PACKS_DIR}/{pack_id[:2]}/{pack_id}.age"
+
+
+@dataclass(frozen=True)
+class PackRef:
+    """One pack as index.json lists it: its id and its ciphertext's size and sha256 (no key needed)."""
+
+    id: str
+    size: int
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        return pack_key(self.id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PackRef:
+        pack_id = str(data["id"])
+        if not PACK_ID_RE.match(pack_id):
+            raise ValueError(f"pack id {pack_id!r} is not 32 hex digits")
+        return cls(pack_id, int(data["size"]), str(data["sha256"]))
+
+
 @dataclass
 class Index:
     """index.json: what a keyless check needs. A checksum over its canonical form catches any flipped byte."""
@@ -115,9 +156,11 @@ class Index:
     drgui_version: str = ""
     format: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
+    packs: list[PackRef] = field(default_factory=list)  # format 2: every pack the snapshot references
 
     def _body(self) -> dict[str, Any]:
         return {
+            **({"packs": [p.to_json() for p in self.packs]} if self.format >= FORMAT_V2 else {}),
             "format": self.format,
             "id": self.snapshot_id,
             "time": self.time,
@@ -157,6 +200,7 @@ class Index:
                 drgui_version=body.get("drgui_version", ""),
                 format=body["format"],
                 extra=body.get("extra", {}),
+                packs=[PackRef.from_json(p) for p in body.get("packs", [])],
             )
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise OperationFailed(
@@ -164,9 +208,9 @@ class Index:
             ) from None
         if index.to_bytes() != data:
             raise OperationFailed(f"{where} is corrupt (bytes differ from its canonical form).")
-        if index.format != FORMAT_VERSION:
+        if index.format not in READ_FORMATS:
             raise OperationFailed(
-                f"{where} is snapshot format {index.format}; this drgui reads format {FORMAT_VERSION}.",
+                f"{where} is snapshot format {index.format}; this drgui reads formats 1 and 2.",
                 hint="Install a drgui version that reads it.",
             )
         return index

@@ -8,14 +8,24 @@ import contextlib
 import hashlib
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from drgui.core.engine.crypto import decrypt_bytes
 from drgui.core.engine.destinations.base import CHUNK, Destination
-from drgui.core.engine.extract import TAR_PARTS, HashWriter, check_archive, decrypted_pipe, part_problems
+from drgui.core.engine.extract import (
+    TAR_PARTS,
+    HashWriter,
+    check_archive,
+    check_packed_tree,
+    decrypted_pipe,
+    part_problems,
+)
+from drgui.core.engine.manifest import FILE_LIST_PART
 from drgui.core.engine.pipeline import read_part
-from drgui.core.engine.snapshot import Index, snapshot_prefix
+from drgui.core.engine.snapshot import FORMAT_V2, Index, snapshot_prefix
 from drgui.core.errors import Cancelled, DrguiError, OperationFailed
 from drgui.core.pg import pgtools
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
@@ -77,6 +87,16 @@ def quick_check(
             result.problems.append(f"{entry['path']}: ciphertext sha256 does not match the index (corrupted)")
         else:
             result.checked.append(entry["path"])
+    for ref in index.packs:  # format 2: every referenced pack, size and ciphertext hash
+        info = dest.stat(ref.key)
+        if info is None:
+            result.problems.append(f"{ref.key}: missing")
+        elif info.size != ref.size:
+            result.problems.append(f"{ref.key}: size {info.size} bytes, index says {ref.size}")
+        elif _hash_object(dest, ref.key, cancel, meter)[1] != ref.sha256:
+            result.problems.append(f"{ref.key}: ciphertext sha256 does not match the index (corrupted)")
+        else:
+            result.checked.append(ref.key)
 
 
 def load_manifest(dest: Destination, index: Index, identity: str) -> dict[str, Any]:
@@ -162,10 +182,40 @@ def deep_check(
             if part["path"] not in indexed:
                 continue
             index_sha256 = indexed[part["path"]]["sha256"]
-            if part["name"] in TAR_PARTS:
+            if source.get("format") == FORMAT_V2 and part["name"] == FILE_LIST_PART:
+                _check_packed(dest, index, source, identity, result, cancel, meter)
+            elif part["name"] in TAR_PARTS:
                 _check_tar_part(dest, index, source, part, index_sha256, identity, result, cancel, meter)
             else:
                 _check_part(dest, index, part, index_sha256, identity, result, cancel, meter)
+
+
+def _check_packed(
+    dest: Destination,
+    index: Index,
+    source: dict[str, Any],
+    identity: str,
+    result: VerifyResult,
+    cancel: CancelToken,
+    meter: RateMeter | None,
+) -> None:
+    """Format 2: the file list, then each pack it needs decrypted once, every file hashed (restore's rules)."""
+    parts = {p["path"]: p["sha256"] for p in index.parts}
+    with tempfile.TemporaryDirectory(prefix="drgui-verify-") as workdir:
+        report = check_packed_tree(
+            dest,
+            index.snapshot_id,
+            source,
+            identity,
+            HashWriter(),
+            cancel,
+            Path(workdir),
+            ignore_progress,
+            parts,
+        )
+    result.problems.extend(report.problems)
+    if not report.problems:
+        result.checked.append(f"source {source['name']}: packs decrypted; {report.summary}")
 
 
 def _check_tar_part(
@@ -251,7 +301,8 @@ def verify_snapshot(
     except DrguiError as error:
         result.problems.append(f"index.json: {error.message}")
         return result
-    meter = RateMeter(progress, "verify", dest.name, total=index.total_size * (2 if deep else 1))
+    packs = sum(ref.size for ref in index.packs)
+    meter = RateMeter(progress, "verify", dest.name, total=(index.total_size + packs) * (2 if deep else 1))
     quick_check(dest, index, result, cancel, meter)
     if deep:
         if identity is None:

@@ -8,9 +8,11 @@ does not stop the others: the snapshot holds the rest and the run is partial (ex
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,11 +20,28 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import drgui
+from drgui.core.engine import destlock
 from drgui.core.engine.crypto import encrypt_bytes
-from drgui.core.engine.destinations.base import Destination, SnapshotWriter, copy_snapshot
-from drgui.core.engine.pipeline import write_part
-from drgui.core.engine.snapshot import IDENTITY_FILE, MANIFEST_FILE, Index, PartRecord, new_snapshot_id
+from drgui.core.engine.destinations.base import Destination, SnapshotInfo, SnapshotWriter, copy_snapshot
+from drgui.core.engine.manifest import FILE_LIST_PART, ContentIndex, LineSplitter
+from drgui.core.engine.packs import PackContext, PackWriter, copy_packs, list_packs
+from drgui.core.engine.pipeline import read_part, write_part
+from drgui.core.engine.snapshot import (
+    FORMAT_V2,
+    IDENTITY_FILE,
+    MANIFEST_FILE,
+    Index,
+    PackRef,
+    PartRecord,
+    find_part,
+    is_safety_snapshot,
+    new_snapshot_id,
+    pack_key,
+    snapshot_prefix,
+    write_format,
+)
 from drgui.core.engine.sources.base import CaptureContext, Source
+from drgui.core.engine.verify import load_manifest
 from drgui.core.errors import (
     Cancelled,
     DestinationError,
@@ -35,7 +54,16 @@ from drgui.core.ops.notify import backup_finished
 from drgui.core.plan.lock import HomeLock
 from drgui.core.plan.secrets import redact
 from drgui.core.plan.workspace import LOCAL_KINDS, Workspace
-from drgui.core.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
+from drgui.core.progress import (
+    CancelToken,
+    Progress,
+    ProgressCallback,
+    RateMeter,
+    ScanCounts,
+    ignore_progress,
+)
+
+PACKED_KINDS = ("folder", "s3")  # sources written as format 2 packs; the others stay whole parts
 
 
 @dataclass
@@ -46,6 +74,7 @@ class SourceResult:
     tables: int | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # set when this source could not be backed up (the others were)
+    scan: ScanCounts | None = None  # format 2: files and bytes scanned, unchanged, new
 
     @property
     def ok(self) -> bool:
@@ -59,6 +88,8 @@ class SourceResult:
             data["warnings"] = self.warnings
         if self.error:
             data["error"] = self.error
+        if self.scan is not None:
+            data["scan"] = self.scan.to_json()
         return data
 
 
@@ -219,7 +250,16 @@ def replicate(
         ensure_identity_file(ws, target)
         if snapshot_id not in target.snapshot_ids():
             target.remove_incomplete(snapshot_id)  # what a killed copy left there (parts, an S3 upload)
-            copy_snapshot(source, target, snapshot_id, progress=copied)
+            refs = source.read_index(snapshot_id).packs
+            if not refs:
+                copy_snapshot(source, target, snapshot_id, progress=copied)
+            else:
+                with destlock.shared(target, "copy") as lock:
+                    # Only the packs the target lacks, all before the snapshot's index (copied last).
+                    others = [d for d in ws.destinations() if d.name not in (source.name, target.name)]
+                    copy_packs([source, *others], target, refs, progress=copied)
+                    lock.check()
+                    copy_snapshot(source, target, snapshot_id, progress=copied)
     except Cancelled:
         ws.history.finish_run(run_id, "cancelled")
         raise
@@ -257,9 +297,16 @@ def flush_queue(ws: Workspace, progress: ProgressCallback, cancel: CancelToken) 
 def _drop_uploaded_queue_copies(ws: Workspace) -> None:
     queue = ws.queue_destination()
     pending = {e["snapshot"] for e in ws.history.queue()}
-    for snapshot_id in queue.snapshot_ids() if queue.available() else []:
+    if not queue.available():
+        return
+    kept: set[str] = set()
+    for snapshot_id in queue.snapshot_ids():
         if snapshot_id not in pending:
             queue.delete_snapshot(snapshot_id)
+        else:
+            kept.update(ref.id for ref in queue.read_index(snapshot_id).packs)
+    for pack_id in set(list_packs(queue)) - kept:  # packs only the uploaded snapshots needed
+        queue.delete(pack_key(pack_id))
 
 
 def own_directories(ws: Workspace) -> dict[Path, str]:
@@ -286,6 +333,129 @@ def own_s3_prefixes(ws: Workspace) -> dict[tuple[str, str, str], str]:
     return own
 
 
+@dataclass
+class PackedRun:
+    """A format-2 run: new packs go to `primary`; the parent snapshots and the packs that may be
+    referenced come from `reference` (the primary, or for a queued run the first remote destination)."""
+
+    ws: Workspace
+    primary: Destination
+    reference: Destination | None
+    force_read: bool
+    infos: list[SnapshotInfo] = field(default_factory=list)
+    known: dict[str, PackRef] = field(default_factory=dict)
+    writers: list[PackWriter] = field(default_factory=list)
+    indexes: list[ContentIndex] = field(default_factory=list)
+    identity: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    lock: destlock.DestLock | None = None  # the shared lock at the primary destination
+
+    @classmethod
+    def open(
+        cls, ws: Workspace, primary: Destination, reference: Destination | None, force_read: bool
+    ) -> PackedRun:
+        run = cls(ws, primary, reference, force_read)
+        if reference is not None:
+            try:
+                run.infos = [i for i in reference.snapshots() if i.complete and i.index is not None]
+            except DrguiError as error:
+                run.warnings.append(
+                    f"destination '{reference.name}' could not be listed ({redact(error.message)}): "
+                    "every file is read and stored again"
+                )
+                run.reference = None
+        # A pack is referenced only when an index at the reference destination lists it (the parent's
+        # entries are never trusted over the destination: prune may have removed packs since).
+        run.known = {ref.id: ref for info in run.infos if info.index for ref in info.index.packs}
+        return run
+
+    def parent(self, source: Source) -> SnapshotInfo | None:
+        """The newest complete format-2 snapshot of this source at the reference destination."""
+        candidates = [
+            i
+            for i in self.infos
+            if i.index is not None
+            and i.index.format >= FORMAT_V2
+            and source.name in i.source_names
+            and not is_safety_snapshot(i.source_names)
+        ]
+        return candidates[-1] if candidates else None
+
+    def context(self, source: Source, cancel: CancelToken, progress: ProgressCallback) -> PackContext | None:
+        if source.kind not in PACKED_KINDS or write_format() < FORMAT_V2:
+            return None
+        self.ws.home.tmp_dir.mkdir(parents=True, exist_ok=True)
+        index = ContentIndex(self.ws.home.tmp_dir / f"content-{len(self.indexes)}-{source.name}.sqlite")
+        self.indexes.append(index)
+        parent = self.parent(source)
+        warnings: list[str] = []
+        if parent is not None and self.reference is not None:
+            try:
+                if self.identity is None:
+                    self.identity = self.ws.identity()
+                load_parent(self.reference, parent.snapshot_id, source.name, self.identity, index, cancel)
+            except (DrguiError, ValueError) as error:
+                index.db.execute("DELETE FROM parent")
+                index.db.execute("DELETE FROM content")
+                detail = redact(error.message) if isinstance(error, DrguiError) else str(error)
+                warnings.append(
+                    f"the parent snapshot {parent.snapshot_id} could not be read ({detail}): every file "
+                    "was read and stored again"
+                )
+        writer = PackWriter(self.primary, self.ws.plan.recipient, cancel)
+        self.writers.append(writer)
+
+        def report(counts: ScanCounts) -> None:
+            message = (
+                f"{counts.files_scanned} files scanned, {counts.files_unchanged} unchanged, "
+                f"{counts.files_new} new"
+            )
+            snapshot = ScanCounts(**counts.to_json())
+            progress(Progress("backup", source.name, message, counts.bytes_scanned, scan=snapshot))
+
+        return PackContext(writer, index, self.known, self.force_read, report=report, warnings=warnings)
+
+    def discard_new_packs(self) -> None:
+        """The run failed: its new packs are referenced by nothing; remove them (prune would, a day later)."""
+        for writer in self.writers:
+            writer.abort()
+            for pack_id in writer.written:
+                with contextlib.suppress(DrguiError, OSError):
+                    self.primary.delete(pack_key(pack_id))
+
+    def close(self) -> None:
+        for index in self.indexes:
+            with contextlib.suppress(OSError, sqlite3.Error):
+                index.close()
+
+
+def load_parent(
+    dest: Destination,
+    snapshot_id: str,
+    source_name: str,
+    identity: str,
+    index: ContentIndex,
+    cancel: CancelToken,
+) -> None:
+    """Stream the parent snapshot's file list of `source_name` into `index` (checked like any part)."""
+    manifest = load_manifest(dest, dest.read_index(snapshot_id), identity)
+    entry = next((e for e in manifest["sources"] if e["name"] == source_name), None)
+    if entry is None or entry.get("format") != FORMAT_V2:
+        return
+    part = find_part(entry, FILE_LIST_PART)
+    if part is None:
+        raise OperationFailed(f"its manifest names no {FILE_LIST_PART} for source '{source_name}'")
+    sink = LineSplitter(index.add_parent)
+    try:
+        with dest.open_read(f"{snapshot_prefix(snapshot_id)}/{part['path']}") as reader:
+            size, digest, _cipher = read_part(part, reader, identity, sink, cancel)
+    except FileNotFoundError:
+        raise OperationFailed(f"{part['path']}: missing") from None
+    sink.finish()
+    if size != part["size"] or digest != part["sha256"]:
+        raise OperationFailed(f"{part['path']}: does not match its manifest (sha256)")
+
+
 def _capture_source(
     ws: Workspace,
     source: Source,
@@ -295,18 +465,24 @@ def _capture_source(
     progress: ProgressCallback,
     never_capture: dict[Path, str],
     never_capture_keys: dict[tuple[str, str, str], str],
-) -> tuple[dict[str, Any], list[PartRecord], SourceResult]:
+    packed: PackedRun | None = None,
+) -> tuple[dict[str, Any], list[PartRecord], SourceResult, list[PackRef]]:
     """Capture one source; on failure every part it opened is discarded, then the error is re-raised."""
+    packs = packed.context(source, cancel, progress) if packed is not None else None
     ctx = CaptureContext(
         workdir=ws.home.tmp_dir,
         cancel=cancel,
         never_capture=never_capture,
         never_capture_keys=never_capture_keys,
+        packs=packs,
     )
+    if packs is not None:
+        ctx.warnings.extend(packs.warnings)
     records: list[PartRecord] = []
     opened: list[str] = []
     meter = RateMeter(progress, "backup", source.name)
     progress(Progress("backup", source.name, f"Backing up {source.describe()}"))
+    refs: list[PackRef] = []
     try:
         parts = source.capture(ctx)
         try:
@@ -319,9 +495,17 @@ def _capture_source(
         finally:
             parts.close()
         cancel.check()
+        if packs is not None:
+            refs = packs.refs()  # the last pack is complete before the index can name it
     except BaseException:
         for key in opened:
             writer.discard(key)
+        if packs is not None and packed is not None:
+            packs.writer.abort()
+            for pack_id in packs.writer.written:
+                with contextlib.suppress(DrguiError, OSError):
+                    packed.primary.delete(pack_key(pack_id))
+            packs.writer.written.clear()
         raise
     entry = {
         "name": source.name,
@@ -333,12 +517,13 @@ def _capture_source(
     result = SourceResult(
         source.name,
         source.kind,
-        sum(r.size for r in records),
+        int(ctx.manifest["bytes"]) if packs is not None else sum(r.size for r in records),
         len(ctx.manifest["tables"]) if "tables" in ctx.manifest else None,
         ctx.warnings,
+        scan=packs.counts if packs is not None else None,
     )
-    progress(Progress("backup", source.name, "done", meter.done))
-    return entry, records, result
+    progress(Progress("backup", source.name, "done", meter.done, scan=result.scan))
+    return entry, records, result, refs
 
 
 def write_snapshot(
@@ -347,9 +532,37 @@ def write_snapshot(
     primary: Destination,
     progress: ProgressCallback,
     cancel: CancelToken,
+    *,
+    force_read: bool = False,
+    reference: Destination | None = None,
 ) -> tuple[str, list[SourceResult]]:
     """One snapshot of every source that can be read; the others are in the results with their error.
-    When none can be read nothing is written and the (first) error is raised."""
+    When none can be read nothing is written and the (first) error is raised.
+
+    Format 2 (folder and S3 sources): `reference` (default: `primary`) is where the parent snapshot is
+    read and which packs may be referenced; new packs are written to `primary` before its index."""
+    if write_format() < FORMAT_V2:
+        return _write_snapshot(ws, sources, primary, progress, cancel, None)
+    with destlock.shared(primary, "backup") as lock:
+        packed = PackedRun.open(ws, primary, reference or primary, force_read)
+        packed.lock = lock
+        try:
+            return _write_snapshot(ws, sources, primary, progress, cancel, packed)
+        except BaseException:
+            packed.discard_new_packs()
+            raise
+        finally:
+            packed.close()
+
+
+def _write_snapshot(
+    ws: Workspace,
+    sources: list[Source],
+    primary: Destination,
+    progress: ProgressCallback,
+    cancel: CancelToken,
+    packed: PackedRun | None,
+) -> tuple[str, list[SourceResult]]:
     started = datetime.now(UTC)
     snapshot_id = new_snapshot_id(started)
     failures: dict[str, DrguiError] = {}
@@ -370,12 +583,13 @@ def write_snapshot(
     writer = primary.begin(snapshot_id)
     try:
         entries, records = [], []
+        pack_refs: dict[str, PackRef] = {}
         captured: dict[str, SourceResult] = {}
         own_dirs, own_keys = own_directories(ws), own_s3_prefixes(ws)  # once per run, not per source
         for source in ready:
             try:
-                entry, source_records, result = _capture_source(
-                    ws, source, writer, ws.plan.recipient, cancel, progress, own_dirs, own_keys
+                entry, source_records, result, refs = _capture_source(
+                    ws, source, writer, ws.plan.recipient, cancel, progress, own_dirs, own_keys, packed
                 )
             except (Cancelled, DestinationError):  # the snapshot itself cannot be written: stop
                 raise
@@ -384,6 +598,7 @@ def write_snapshot(
                 continue
             entries.append(entry)
             records.extend(source_records)
+            pack_refs.update((ref.id, ref) for ref in refs)
             captured[source.name] = result
         if not entries:
             _raise_all_failed(list(failures.values()))
@@ -396,8 +611,9 @@ def write_snapshot(
                 progress(Progress("backup", result.name, f"failed: {result.error}"))
         failed = [{"name": r.name, "kind": r.kind} for r in results if not r.ok]
         ended = datetime.now(UTC)
+        snapshot_format = write_format()
         manifest: dict[str, Any] = {
-            "format": drgui.FORMAT_VERSION,
+            "format": snapshot_format,
             "plan": {"id": ws.plan.plan_id, "name": ws.plan.name},
             "snapshot": snapshot_id,
             "start": started.isoformat(),
@@ -426,8 +642,12 @@ def write_snapshot(
                 "sha256": hashlib.sha256(manifest_cipher).hexdigest(),
             },
             extra={"failed_sources": failed} if failed else {},
+            format=snapshot_format,
+            packs=sorted(pack_refs.values(), key=lambda ref: ref.id),
         )
         cancel.check()
+        if packed is not None and packed.lock is not None:
+            packed.lock.check()  # a prune that broke our lock may have swept packs this index names
         writer.commit(index)
     except BaseException:
         writer.abort()
@@ -473,7 +693,11 @@ def run_backup(
     dest_names: list[str] | None = None,
     progress: ProgressCallback = ignore_progress,
     cancel: CancelToken | None = None,
+    *,
+    force_read: bool = False,
 ) -> BackupResult:
+    """`force_read`: read and hash every file of folder and S3 sources, even those unchanged since the
+    parent snapshot (their contents are still stored once)."""
     cancel = cancel or CancelToken()
     started = time.monotonic()
     plan = ws.plan
@@ -496,7 +720,11 @@ def run_backup(
             primary = locals_[0] if locals_ else ws.queue_destination()
             if primary in dests:
                 ensure_identity_file(ws, primary)
-            snapshot_id, source_results = write_snapshot(ws, sources, primary, progress, cancel)
+            # Queued (no local destination): parents and packs are those of the first remote destination.
+            reference = primary if locals_ else next((d for d in dests if d.kind not in LOCAL_KINDS), None)
+            snapshot_id, source_results = write_snapshot(
+                ws, sources, primary, progress, cancel, force_read=force_read, reference=reference
+            )
             dest_results = []
             for dest in dests:
                 if dest is primary:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from drgui.core.engine.packs import PackContext
 from drgui.core.errors import SourceError
 from drgui.core.plan.config import SourceConfig
 from drgui.core.plan.secrets import SecretStore
@@ -38,6 +39,9 @@ class CaptureContext:
     never_capture: dict[Path, str] = field(default_factory=dict)
     # the same for S3: (endpoint_url or "", bucket, key prefix ending in "/") -> what it is
     never_capture_keys: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # format 2 (folder and S3 sources): where new contents go and what the parent snapshot holds;
+    # None writes format 1's one tar part
+    packs: PackContext | None = None
 
 
 class Source(ABC):

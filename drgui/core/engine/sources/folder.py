@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import io
 import os
 import stat
 import tarfile
+import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from drgui.core.engine.manifest import FILE_LIST_PART, FileEntry
+from drgui.core.engine.packs import SMALL_FILE, PackContext, hash_file
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.errors import SourceError
 from drgui.core.progress import CancelToken
@@ -100,6 +104,130 @@ def _add_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
     return hashing.digest.hexdigest()
 
 
+def _skipped_dirs(
+    root: Path, never_capture: dict[Path, str] | None, warnings: list[str] | None
+) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of drgui's own directories, each inside the folder said in `warnings`."""
+    skip = {}
+    for directory, what in (never_capture or {}).items():
+        with contextlib.suppress(OSError):
+            info = directory.stat()
+            skip[(info.st_dev, info.st_ino)] = (directory, what)
+    for directory, what in skip.values():
+        if warnings is not None and directory.resolve().is_relative_to(root.resolve()):
+            warnings.append(f"{directory}: skipped, it is {what} (drgui never backs up its own backups)")
+    return set(skip)
+
+
+class Throttle:
+    """Calls `report` with the counts at most every `interval` seconds (and once at the end)."""
+
+    def __init__(self, packs: PackContext, interval: float = 0.2) -> None:
+        self.packs = packs
+        self.interval = interval
+        self.last = 0.0
+
+    def tick(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if final or now - self.last >= self.interval:
+            self.last = now
+            self.packs.report(self.packs.counts)
+
+
+def store_content(
+    packs: PackContext, handle: IO[bytes], size: int, mtime: int, what: str
+) -> tuple[int, str, str, str]:
+    """(size, sha256, pack, member) of an open file's content: found in the content index (not stored again),
+    or added to a pack. A small file is read once; a large one is hashed, then read again into the pack
+    and must hash the same (else it changed while read: SourceError naming it)."""
+    cancel = packs.writer.cancel
+    if size <= SMALL_FILE:
+        data = handle.read(SMALL_FILE + 1)
+        cancel.check()
+        sha256 = hashlib.sha256(data).hexdigest()
+        found = packs.existing(sha256)
+        if found is None:
+            found = packs.store(sha256, len(data), io.BytesIO(data), mtime)
+            packs.counts.files_new += 1
+            packs.counts.bytes_new += len(data)
+        return len(data), sha256, *found
+    size, sha256 = hash_file(handle, cancel)  # type: ignore[arg-type]
+    found = packs.existing(sha256)
+    if found is None:
+        handle.seek(0)
+        hashing = _HashingFile(handle)
+        found = packs.store(sha256, size, hashing, mtime)  # type: ignore[arg-type]
+        if hashing.digest.hexdigest() != sha256:
+            raise SourceError(f"{what} changed while it was being backed up.", hint="Back up again.")
+        packs.counts.files_new += 1
+        packs.counts.bytes_new += size
+    return size, sha256, *found
+
+
+def scan_folder(
+    root: Path,
+    excludes: list[str],
+    out: BinaryIO,
+    packs: PackContext,
+    warnings: list[str],
+    never_capture: dict[Path, str] | None,
+    totals: dict[str, int],
+) -> None:
+    """Format 2: write the file list (JSON Lines) into `out`; a file whose size, mtime_ns and inode equal
+    its parent-snapshot entry is not read (its content is referenced), any other is hashed and stored
+    once (content already at the destination is referenced, not stored again)."""
+    skip = _skipped_dirs(root, never_capture, warnings)
+    counts, throttle = packs.counts, Throttle(packs)
+    cancel = packs.writer.cancel
+    for relative, path, info in walk(root, excludes, skip):
+        cancel.check()
+        mode = stat.S_IMODE(info.st_mode)
+        entry = FileEntry(relative, "file", mode=mode, mtime=int(info.st_mtime))
+        if stat.S_ISREG(info.st_mode):
+            entry.mtime_ns, entry.inode = info.st_mtime_ns, info.st_ino
+            parent = None if packs.force_read else packs.index.parent_entry(relative)
+            counts.files_scanned += 1
+            counts.bytes_scanned += info.st_size
+            if (
+                parent is not None
+                and parent.type == "file"
+                and (parent.size, parent.mtime_ns, parent.inode)
+                == (info.st_size, info.st_mtime_ns, info.st_ino)
+                and packs.reusable(parent.pack)
+            ):
+                entry.size, entry.sha256, entry.pack, entry.member = (
+                    parent.size,
+                    parent.sha256,
+                    parent.pack,
+                    parent.member,
+                )
+                counts.files_unchanged += 1
+                counts.bytes_unchanged += info.st_size
+            else:
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115 - closed below
+                except OSError as error:
+                    raise SourceError(f"Cannot read {path}: {error.strerror}.") from None
+                with handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    entry.size, entry.sha256, entry.pack, entry.member = store_content(
+                        packs, handle, size, entry.mtime, str(path)
+                    )
+            packs.referenced.add(str(entry.pack))
+            totals["files"] += 1
+            totals["bytes"] += int(entry.size or 0)
+        elif stat.S_ISDIR(info.st_mode):
+            entry.type = "dir"
+        elif stat.S_ISLNK(info.st_mode):
+            entry.type, entry.target = "symlink", os.readlink(path)
+        else:
+            warnings.append(f"{relative}: skipped, a {_special_kind(info.st_mode)} is not backed up")
+            continue
+        out.write(entry.line())
+        throttle.tick()
+    throttle.tick(final=True)
+
+
 def write_tar(
     root: Path,
     excludes: list[str],
@@ -111,14 +239,7 @@ def write_tar(
 ) -> None:
     """Write the folder as a pax tar into `out`; append one manifest entry per member to `files`.
     Directories of `never_capture` inside the folder are left out, with a warning naming them."""
-    skip = {}
-    for directory, what in (never_capture or {}).items():
-        with contextlib.suppress(OSError):
-            info = directory.stat()
-            skip[(info.st_dev, info.st_ino)] = (directory, what)
-    for directory, what in skip.values():
-        if warnings is not None and directory.resolve().is_relative_to(root.resolve()):
-            warnings.append(f"{directory}: skipped, it is {what} (drgui never backs up its own backups)")
+    skip = _skipped_dirs(root, never_capture, warnings)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for relative, path, info in walk(root, excludes, set(skip)):
             cancel.check()
@@ -169,6 +290,9 @@ class FolderSource(Source):
             raise SourceError(f"Folder source '{self.name}': {self.root} is not readable.")
 
     def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
+        if ctx.packs is not None:
+            yield from self._capture_v2(ctx, ctx.packs)
+            return
         files: list[dict[str, Any]] = []
         yield from tar_part_stream(
             "files.tar.zst",
@@ -183,5 +307,25 @@ class FolderSource(Source):
                 "files": files,
                 "file_count": sum(1 for f in files if f["type"] == "file"),
                 "bytes": sum(f.get("size", 0) for f in files),
+            }
+        )
+
+    def _capture_v2(self, ctx: CaptureContext, packs: PackContext) -> Generator[PartStream, None, None]:
+        totals = {"files": 0, "bytes": 0}
+        yield from tar_part_stream(
+            FILE_LIST_PART,
+            f"Folder source '{self.name}'",
+            lambda out: scan_folder(
+                self.root, self.excludes, out, packs, ctx.warnings, ctx.never_capture, totals
+            ),
+        )
+        ctx.manifest.update(
+            {
+                "format": 2,
+                "path": str(self.root),
+                "files_part": FILE_LIST_PART,
+                "file_count": totals["files"],
+                "bytes": totals["bytes"],
+                "scan": packs.counts.to_json(),
             }
         )

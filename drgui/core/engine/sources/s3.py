@@ -252,6 +252,26 @@ class StagingWriter:
     def symlink(self, path: str, target: str, mtime: float) -> None:
         raise OperationFailed(f"'{path}': a link cannot be an S3 object")
 
+    def duplicate(self, path: str, written: str, mode: int, mtime: float) -> None:
+        """Format 2: two objects with one content; the second is a server-side copy of the first."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        relative, source = self.objects.get(path, path), self.objects.get(written, written)
+        key = f"{self.staging}/{relative}"
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": f"{self.staging}/{source}"},
+                self.bucket,
+                key,
+                Config=self.config,
+            )
+        except (ClientError, BotoCoreError) as error:
+            try:
+                raise_s3_error(error, self.what, self.bucket, f"write {key}")
+            except DrguiError as translated:
+                raise _UploadFailed(translated) from None
+        self.staged.append(relative)
+
 
 def staging_name(relative: str) -> str | None:
     """The staging prefix (below the target prefix) that a key after the prefix lies in, if any."""
