@@ -19,7 +19,6 @@ snapshot without a pack it needs. A real prune holds the destination's exclusive
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,10 +27,13 @@ from drgui.core.engine import destlock
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotInfo
 from drgui.core.engine.snapshot import (
     INDEX_FILE,
+    PACK_ID_RE,
+    PACKS_DIR,
     SAFETY_KEEP,
     SAFETY_PIN_REASON,
     SNAPSHOTS_DIR,
     is_safety_snapshot,
+    pack_key,
     snapshot_time,
 )
 from drgui.core.errors import DestinationError
@@ -43,8 +45,6 @@ from drgui.core.timing import retention
 LEFTOVER_AGE = timedelta(days=1)
 STALE_UPLOAD_AGE = timedelta(hours=24)
 UNREFERENCED_PACK_AGE = timedelta(hours=24)  # younger unreferenced packs may be a running backup's
-PACKS_DIR = "packs"
-_PACK_KEY_RE = re.compile(r"^packs/([0-9a-f]{2})/([0-9a-f]{32})\.age$")
 
 
 @dataclass
@@ -272,9 +272,9 @@ def _packs_present(dest: Destination) -> dict[str, ObjectInfo]:
     """Pack id -> its object, for every well-formed pack key (anything else under packs/ is left alone)."""
     found: dict[str, ObjectInfo] = {}
     for info in dest.list_objects(PACKS_DIR + "/"):
-        match = _PACK_KEY_RE.match(info.key)
-        if match and match.group(2).startswith(match.group(1)):
-            found[match.group(2)] = info
+        pack_id = info.key.rsplit("/", 1)[-1].removesuffix(".age")
+        if PACK_ID_RE.match(pack_id) and info.key == pack_key(pack_id):
+            found[pack_id] = info
     return found
 
 
