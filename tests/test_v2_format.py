@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine_fixtures import Plan, cli_argv, cli_env, make_plan, ok
+from tests.engine_fixtures import Plan, cli_argv, cli_env, make_plan, ok, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -246,3 +246,29 @@ def test_kill_9_during_an_incremental_backup_never_lists_a_snapshot_deep_verify_
     final = backup(plan)
     restore(plan, final["snapshot"], tmp_path / "out")
     assert_same_tree(data, tmp_path / "out")
+
+
+def test_drill_and_a_kit_import_work_on_format_2(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(data / "docs", 10, 5_000)
+    (data / "docs" / "link").symlink_to("f0001.bin")
+    plan = folder_plan(tmp_path, data)
+    backup(plan)
+    (data / "docs" / "f0000.bin").unlink()
+    fill(data / "more", 2, 5_000)
+    snapshot_id = backup(plan)["snapshot"]
+    drill = plan.cli("--json", "drill", "latest")
+    assert drill.code == 0, str(drill)
+    checks = {c["name"]: c for c in drill.json()["checks"]}
+    assert checks["files files"]["ok"] and "11 files" in checks["files files"]["detail"], checks
+
+    export = ok(plan.cli("--json", "kit", "export", str(tmp_path / "kit.pdf"))).json()
+    fresh = tmp_path / "fresh-home"
+    imported = run_cli(
+        fresh, "--json", "kit", "import", export["kit"], "--passphrase-file", str(plan.passphrase_file)
+    )
+    ok(imported)
+    target = tmp_path / "on-a-new-machine"
+    ok(run_cli(fresh, "--json", "restore", "latest", "--source", "files", "--to-dir", str(target)))
+    assert_same_tree(data, target)
+    assert ok(run_cli(fresh, "--json", "verify", snapshot_id, "--deep")).json()["ok"]

@@ -62,6 +62,9 @@ RESTORE_BY_HAND = [
     " `createdb app_restore && pg_restore -d app_restore --no-owner db.dump`"
     " (roles: `age -d -i key.txt parts/DB/globals.sql.zst.age | zstd -d | psql`).",
     "Folder: `age -d -i key.txt parts/NAME/files.tar.zst.age | zstd -d | tar -x -C restored/`.",
+    "Folder or bucket in format 2 (parts/NAME/files.jsonl.zst.age, contents in PLAN_ID/packs/): decrypt that"
+    " file list (one JSON line per file: path, pack, member), then `age -d -i key.txt packs/XX/PACK.age | zstd -d"
+    " | tar -x` each pack once and copy each member to its path (docs/restore-by-hand.md section 4b).",
     "The .env file: `age -d -i key.txt -o .env parts/NAME/env.age`.",
     "Git: `age -d -i key.txt parts/NAME/repo.bundle.age | zstd -d > repo.bundle && git clone repo.bundle repo`.",
     "Check: manifest.age (`age -d -i key.txt snapshots/<id>/manifest.age`) lists every table's row count and every"

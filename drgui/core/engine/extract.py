@@ -488,6 +488,9 @@ def _check_entry(
             raise OperationFailed(f"'{path}': a file without its content's pack")
         if item.pack not in refs:
             raise OperationFailed(f"'{path}': its pack {item.pack} is not listed in index.json")
+        register = getattr(writer, "register", None)  # a bucket's writer maps tree names to keys
+        if register is not None:
+            register(item)
         wanted.add(item)
 
 

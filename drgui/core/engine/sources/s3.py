@@ -10,19 +10,23 @@ import contextlib
 import re
 import secrets
 import tarfile
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import IO, Any, BinaryIO, NoReturn
 
-from drgui.core.engine.destinations.base import Destination
-from drgui.core.engine.extract import check_archive, decrypted_pipe, index_sha256_of
+from drgui.core.engine.destinations.base import CHUNK, Destination
+from drgui.core.engine.extract import check_archive, check_packed_tree, decrypted_pipe, index_sha256_of
+from drgui.core.engine.manifest import FILE_LIST_PART, FileEntry
+from drgui.core.engine.packs import SMALL_FILE, PackContext
 from drgui.core.engine.restore_result import RestoreResult
 from drgui.core.engine.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.engine.scratch import STAGING_MARK
 from drgui.core.engine.snapshot import find_part, safety_source_name
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
-from drgui.core.engine.sources.folder import _HashingFile
+from drgui.core.engine.sources.folder import Throttle, _HashingFile, store_content
 from drgui.core.errors import DestinationError, DrguiError, OperationFailed, SourceError, UsageError
 from drgui.core.plan.config import SourceConfig
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
@@ -111,11 +115,9 @@ class S3Source(Source):
         except (ClientError, BotoCoreError) as error:
             self._fail(error, "list")
 
-    def _write_tar(
-        self, out: BinaryIO, files: list[dict[str, Any]], cancel: CancelToken, ctx: CaptureContext
-    ) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def _listing(self, ctx: CaptureContext) -> list[dict[str, Any]]:
+        """The objects to capture: drgui's own destinations and restores' staging prefixes left out
+        (each said in the warnings)."""
         listing = list(self.objects())
         endpoint = str(self.config.settings.get("endpoint_url") or "")
         for (where, bucket, prefix), what in ctx.never_capture_keys.items():
@@ -129,7 +131,14 @@ class S3Source(Source):
             ctx.warnings.append(
                 f"s3://{self.bucket}/{self._list_prefix}{name}/: skipped, a restore's staging prefix"
             )
-        listing = [i for i in listing if staging_name(i["Key"][len(self._list_prefix) :]) is None]
+        return [i for i in listing if staging_name(i["Key"][len(self._list_prefix) :]) is None]
+
+    def _write_tar(
+        self, out: BinaryIO, files: list[dict[str, Any]], cancel: CancelToken, ctx: CaptureContext
+    ) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        listing = self._listing(ctx)
         names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
         # (an empty key after the prefix is the prefix's own "folder" placeholder, skipped below)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
@@ -166,7 +175,99 @@ class S3Source(Source):
                     }
                 )
 
+    def _scan(self, out: BinaryIO, ctx: CaptureContext, packs: PackContext, totals: dict[str, int]) -> None:
+        """Format 2: the file list into `out`. An object with the same key, size and ETag as in the parent
+        snapshot is referenced without a GetObject; any other is downloaded once (spooled to the home's
+        tmp dir when large), hashed, and stored unless its content is already at the destination."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        listing = self._listing(ctx)
+        names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
+        counts, throttle, cancel = packs.counts, Throttle(packs), packs.writer.cancel
+        for item in listing:
+            cancel.check()
+            key = item["Key"]
+            relative = key[len(self._list_prefix) :]
+            if not relative:
+                continue  # the prefix's own "folder" placeholder
+            etag, size = str(item["ETag"]).strip('"'), int(item["Size"])
+            entry = FileEntry(
+                names[relative],
+                "file",
+                mode=0o644,
+                mtime=int(item["LastModified"].timestamp()),
+                key=key,
+                object=relative,
+                etag=etag,
+            )
+            counts.files_scanned += 1
+            counts.bytes_scanned += size
+            parent = None if packs.force_read else packs.index.parent_entry(relative)
+            if (
+                parent is not None
+                and (parent.key, parent.size, parent.etag) == (key, size, etag)
+                and packs.reusable(parent.pack)
+            ):
+                entry.size, entry.sha256, entry.pack, entry.member = (
+                    parent.size,
+                    parent.sha256,
+                    parent.pack,
+                    parent.member,
+                )
+                counts.files_unchanged += 1
+                counts.bytes_unchanged += size
+            else:
+                try:
+                    response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=item["ETag"])
+                except (ClientError, BotoCoreError) as error:
+                    if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
+                        continue  # deleted or replaced since the listing: the next run takes the new one
+                    self._fail(error, f"read {key}")
+                with tempfile.SpooledTemporaryFile(SMALL_FILE, mode="w+b", dir=str(ctx.workdir)) as spool:
+                    try:
+                        while chunk := response["Body"].read(CHUNK):
+                            cancel.check()
+                            spool.write(chunk)
+                    except (ClientError, BotoCoreError, OSError) as error:
+                        self._fail(error, f"read {key}")
+                    finally:
+                        response["Body"].close()
+                    length = spool.tell()
+                    spool.seek(0)
+                    entry.size, entry.sha256, entry.pack, entry.member = store_content(
+                        packs,
+                        spool,
+                        length,
+                        entry.mtime,
+                        f"s3://{self.bucket}/{key}",
+                    )
+            packs.referenced.add(str(entry.pack))
+            totals["files"] += 1
+            totals["bytes"] += int(entry.size or 0)
+            out.write(entry.line())
+            throttle.tick()
+        throttle.tick(final=True)
+
     def capture(self, ctx: CaptureContext) -> Generator[PartStream, None, None]:
+        if ctx.packs is not None:
+            packs = ctx.packs
+            totals = {"files": 0, "bytes": 0}
+            yield from tar_part_stream(
+                FILE_LIST_PART, f"S3 source '{self.name}'", lambda out: self._scan(out, ctx, packs, totals)
+            )
+            ctx.manifest.update(
+                {
+                    "format": 2,
+                    "bucket": self.bucket,
+                    "prefix": self.prefix,
+                    "endpoint_url": self.config.settings.get("endpoint_url"),
+                    "files_part": FILE_LIST_PART,
+                    "file_count": totals["files"],
+                    "bytes": totals["bytes"],
+                    "scan": packs.counts.to_json(),
+                }
+            )
+            return
         files: list[dict[str, Any]] = []
         yield from tar_part_stream(
             "objects.tar.zst",
@@ -251,6 +352,11 @@ class StagingWriter:
 
     def symlink(self, path: str, target: str, mtime: float) -> None:
         raise OperationFailed(f"'{path}': a link cannot be an S3 object")
+
+    def register(self, item: FileEntry) -> None:
+        """Format 2: the file list gives each tree name's object key (check_packed_tree calls this)."""
+        if item.object is not None:
+            self.objects[item.path] = item.object
 
     def duplicate(self, path: str, written: str, mode: int, mtime: float) -> None:
         """Format 2: two objects with one content; the second is a server-side copy of the first."""
@@ -381,10 +487,11 @@ def restore_bucket(
             hint="Restore into an empty bucket or prefix (or pass --overwrite: drgui first takes a "
             "safety snapshot of what is there).",
         )
+    packed = entry.get("format") == 2
     part = find_part(entry, "objects.tar.zst")
-    if part is None:
+    if part is None and not packed:
         raise SourceError(f"The snapshot has no objects for source '{entry['name']}'.")
-    index_sha256 = index_sha256_of(dest, snapshot_id, part)
+    index_sha256 = index_sha256_of(dest, snapshot_id, part) if part is not None else ""
     result = RestoreResult(snapshot_id, entry["name"], f"s3://{to_bucket}/{target.prefix}")
     base = target._list_prefix
     now = datetime.now(UTC)
@@ -396,10 +503,17 @@ def restore_bucket(
         try:
             hint = "Restore an older snapshot, or from another destination with --dest."
             try:
-                with decrypted_pipe(
-                    dest, snapshot_id, entry, part, identity, cancel, progress, index_sha256=index_sha256
-                ) as (reader, _errors):
-                    report = check_archive(reader, entry, writer, cancel, part["path"])
+                if packed:
+                    with tempfile.TemporaryDirectory(prefix="drgui-restore-") as workdir:
+                        report = check_packed_tree(
+                            dest, snapshot_id, entry, identity, writer, cancel, Path(workdir), progress
+                        )
+                else:
+                    assert part is not None
+                    with decrypted_pipe(
+                        dest, snapshot_id, entry, part, identity, cancel, progress, index_sha256=index_sha256
+                    ) as (reader, _errors):
+                        report = check_archive(reader, entry, writer, cancel, part["path"])
                 problems = report.problems
             except _UploadFailed as failed:
                 problems, hint = [failed.error.message], failed.error.hint or hint
