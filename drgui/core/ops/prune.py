@@ -60,6 +60,7 @@ class PackSweep:
     skipped: dict[str, str] = field(default_factory=dict)  # pack id -> why it could not be removed
     blocked: str | None = None  # why no pack was judged at all
     freed: set[str] = field(default_factory=set)  # named only by the snapshots this prune removes
+    temp_files: list[str] = field(default_factory=list)  # killed pack writes' temp files, over a day old
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,6 +72,7 @@ class PackSweep:
             "bytes_freed": self.freed_bytes,
             "unreferenced_young": self.young,
             "skipped": self.skipped,
+            "temp_files": self.temp_files,
         }
         if self.blocked:
             data["blocked"] = self.blocked
@@ -268,14 +270,26 @@ def _listed_packs(body: object) -> set[str] | None:
     return {p["id"] for p in packs}
 
 
-def _packs_present(dest: Destination) -> dict[str, ObjectInfo]:
-    """Pack id -> its object, for every well-formed pack key (anything else under packs/ is left alone)."""
+def _packs_present(dest: Destination) -> tuple[dict[str, ObjectInfo], list[ObjectInfo]]:
+    """Pack id -> its object, for every well-formed pack key, and the temp files of pack writes that were
+    killed (`packs/<2 hex>/.<id>.age.*.tmp`, local and drive). Anything else under packs/ is left alone."""
     found: dict[str, ObjectInfo] = {}
+    temps: list[ObjectInfo] = []
     for info in dest.list_objects(PACKS_DIR + "/"):
-        pack_id = info.key.rsplit("/", 1)[-1].removesuffix(".age")
+        name = info.key.rsplit("/", 1)[-1]
+        pack_id = name.removesuffix(".age")
         if PACK_ID_RE.match(pack_id) and info.key == pack_key(pack_id):
             found[pack_id] = info
-    return found
+            continue
+        stem = name[1:].split(".age.", 1)[0]  # a temp file is ".<id>.age.<random>.tmp" beside its pack
+        if (
+            name.startswith(".")
+            and name.endswith(".tmp")
+            and PACK_ID_RE.match(stem)
+            and info.key == (pack_key(stem).rsplit("/", 1)[0] + "/" + name)
+        ):
+            temps.append(info)
+    return found, temps
 
 
 def plan_packs(
@@ -286,8 +300,10 @@ def plan_packs(
     them and they are older than a day. Returns the plan and the objects to delete."""
     sweep = PackSweep()
     references, unknown = _pack_references(dest)
-    present = _packs_present(dest)
+    present, temps = _packs_present(dest)
     sweep.present = len(present)
+    cutoff = now - UNREFERENCED_PACK_AGE
+    sweep.temp_files = sorted(t.key for t in temps if t.mtime is not None and t.mtime < cutoff)
     if unknown:
         sweep.blocked = unknown + "; no pack was removed"
         return sweep, {}
@@ -299,7 +315,7 @@ def plan_packs(
         if pack_id in marked:
             sweep.referenced += 1
             sweep.referenced_bytes += info.size
-        elif pack_id in sweep.freed or (info.mtime is not None and info.mtime < now - UNREFERENCED_PACK_AGE):
+        elif pack_id in sweep.freed or (info.mtime is not None and info.mtime < cutoff):
             doomed[pack_id] = info
         else:
             sweep.young.append(pack_id)
@@ -319,6 +335,8 @@ def _sweep_packs(dest: Destination, result: DestPrune, now: datetime) -> None:
             sweep.skipped[pack_id] = error.message
             continue
         removed.append(pack_id)
+    for key in sweep.temp_files:
+        dest.delete(key)
     sweep.remove = removed
     sweep.freed_bytes = sum(doomed[p].size for p in removed)
     result.packs = sweep
