@@ -429,3 +429,20 @@ def test_temp_files_of_killed_pack_writes_go_after_a_day(tmp_path: Path) -> None
     assert dry.packs.temp_files == [old_temp] and dest.exists(old_temp)
     prune(ws, now=NOW)
     assert not dest.exists(old_temp) and dest.exists(young_temp) and dest.exists(stray)
+
+
+def test_a_prune_that_lost_its_lock_deletes_nothing(tmp_path: Path) -> None:
+    """A prune stalled past the stale limit: a backup broke its lock and may now reference its packs."""
+    from drgui.core.ops.prune import _prune_destination
+
+    config = DestConfig("backups", "local", {"path": str(tmp_path / "dest")}, {"last": 1})
+    (tmp_path / "dest").mkdir()
+    ws = workspace(tmp_path, config)
+    dest = ws.destination("backups")
+    days = four_days(dest)
+    with destlock.exclusive(dest, "prune", wait=0, warn=lambda _message: None) as lock:
+        dest.delete(lock.key)  # a backup took it for stale
+        lock.refresh()
+        with pytest.raises(destlock.DestinationLocked, match="Lost the lock"):
+            _prune_destination(dest, config, {}, NOW, lock)
+    assert dest.snapshot_ids() == days.ids and len(present_packs(dest)) == 5

@@ -358,17 +358,26 @@ def _apply(dest: Destination, result: DestPrune, now: datetime) -> None:
 
 
 def _prune_destination(
-    dest: Destination, config: DestConfig, pinned: dict[str, str], now: datetime, dry_run: bool
+    dest: Destination,
+    config: DestConfig,
+    pinned: dict[str, str],
+    now: datetime,
+    lock: destlock.DestLock | None,
 ) -> DestPrune:
+    """Plan (and, holding `lock`, apply) one destination's prune; no lock means a dry run."""
     result = plan_destination(dest, config, pinned, now)
     result.packs, _ = plan_packs(dest, set(result.remove), now)
-    if not dry_run:
+    if lock is not None:
+        lock.check()
         _apply(dest, result, now)
         if result.packs.blocked is None:
+            # A prune stalled past the stale limit may have lost its lock to a backup, which may now
+            # reference packs this sweep would take: check again just before deleting any.
+            lock.check()
             _sweep_packs(dest, result, now)
     abort = getattr(dest, "abort_stale_uploads", None)
     if abort:
-        result.aborted_uploads = abort(now - STALE_UPLOAD_AGE, dry_run=dry_run)
+        result.aborted_uploads = abort(now - STALE_UPLOAD_AGE, dry_run=lock is None)
     return result
 
 
@@ -396,10 +405,10 @@ def prune(
             warnings: list[str] = []
             try:
                 if dry_run:
-                    result = _prune_destination(dest, config, pinned, now, dry_run)
+                    result = _prune_destination(dest, config, pinned, now, None)
                 else:
-                    with destlock.exclusive(dest, "prune", wait=lock_wait, warn=warnings.append):
-                        result = _prune_destination(dest, config, pinned, now, dry_run)
+                    with destlock.exclusive(dest, "prune", wait=lock_wait, warn=warnings.append) as lock:
+                        result = _prune_destination(dest, config, pinned, now, lock)
             except destlock.DestinationLocked as error:
                 result = DestPrune(
                     config.name, policy_for(config).describe(), error=error.message, locked=True
