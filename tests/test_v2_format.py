@@ -272,3 +272,59 @@ def test_drill_and_a_kit_import_work_on_format_2(tmp_path: Path) -> None:
     ok(run_cli(fresh, "--json", "restore", "latest", "--source", "files", "--to-dir", str(target)))
     assert_same_tree(data, target)
     assert ok(run_cli(fresh, "--json", "verify", snapshot_id, "--deep")).json()["ok"]
+
+
+def test_the_local_cache_is_never_trusted_over_the_destination(tmp_path: Path) -> None:
+    import sqlite3
+
+    data = tmp_path / "data"
+    fill(data, 4, 10_000)
+    plan = folder_plan(tmp_path, data)
+    backup(plan)
+    caches = list((plan.home / "cache" / "file-lists").rglob("*.sqlite"))
+    assert len(caches) == 1
+    assert backup(plan)["sources"][0]["scan"]["files_unchanged"] == 4  # through the cache
+    bogus = "0" * 32  # a pack no index at the destination lists (say, pruned since)
+    db = sqlite3.connect(caches[0])
+    db.execute("UPDATE parent SET entry = json_set(entry, '$.pack', ?)", (bogus,))
+    db.execute("UPDATE content SET pack = ?", (bogus,))
+    db.commit()
+    db.close()
+    scan = backup(plan)["sources"][0]["scan"]
+    assert scan["files_unchanged"] == 0 and scan["files_new"] == 4
+    latest = ok(plan.cli("--json", "verify", "latest", "--deep")).json()
+    assert latest["ok"] and not any(bogus in line for line in latest["checked"])
+    human = ok(plan.cli("backup")).stdout  # the CLI's summary says what the scan found
+    assert "4 files scanned (40.0 KB), 4 unchanged (40.0 KB), 0 new (0 B)" in human, human
+
+
+def test_a_snapshot_whose_pack_is_missing_is_not_listed_complete(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(data, 2, 10_000)
+    plan = folder_plan(tmp_path, data)
+    snapshot_id = backup(plan)["snapshot"]
+    pack = next((plan.dest_dir / plan.plan_id / "packs").rglob("*.age"))
+    pack.rename(pack.with_name("moved-away"))
+    listed = plan.cli("--json", "snapshots")
+    assert listed.code == 1
+    (entry,) = listed.json()
+    assert entry["id"] == snapshot_id and not entry["complete"], entry
+    refused = plan.cli("--json", "restore", "latest", "--source", "files", "--to-dir", str(tmp_path / "out"))
+    assert refused.code == 1 and not (tmp_path / "out").exists()
+    pack.with_name("moved-away").rename(pack)
+    assert ok(plan.cli("--json", "snapshots")).json()[0]["complete"]
+
+
+def test_the_next_backup_removes_a_killed_runs_pack_temp_files_over_an_hour_old(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    fill(data, 1, 1_000)
+    plan = folder_plan(tmp_path, data)
+    backup(plan)
+    packs = plan.dest_dir / plan.plan_id / "packs" / "ab"
+    packs.mkdir(parents=True, exist_ok=True)
+    old, young = packs / f".{'ab' * 16}.age.x1.tmp", packs / f".{'ab' * 15}cd.age.x2.tmp"
+    for path in (old, young):
+        path.write_bytes(b"half a pack")
+    os.utime(old, (0, 0))
+    backup(plan)
+    assert not old.exists() and young.exists()

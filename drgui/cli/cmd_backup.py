@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drgui.cli.common import add_command, workspace
-from drgui.cli.output import human_bytes
+from drgui.cli.output import human_bytes, scan_summary
 from drgui.core.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 from drgui.core.ops.backup import run_backup
 
@@ -29,6 +29,8 @@ def run(args, out) -> int:
             continue
         extra = f", {source.tables} tables" if source.tables is not None else ""
         lines.append(f"  source {source.name} ({source.kind}): {human_bytes(source.bytes)}{extra}")
+        if source.scan is not None:
+            lines.append(f"    {scan_summary(source.scan)}")
         lines.extend(f"    warning: {w}" for w in source.warnings)
     for dest in result.destinations:
         state = (

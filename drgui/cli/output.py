@@ -11,7 +11,7 @@ from typing import Any
 from drgui.core.errors import UsageError
 from drgui.core.fmt import size
 from drgui.core.plan.secrets import redact
-from drgui.core.progress import Progress
+from drgui.core.progress import Progress, ScanCounts
 
 
 def human_bytes(count: float) -> str:
@@ -54,6 +54,8 @@ class Output:
             parts.append(f"{human_bytes(event.rate)}/s")
         if event.message and not event.bytes_done:
             parts.append(event.message)
+        if event.scan is not None:  # format 2: what the folder/bucket scan found so far
+            parts.append(scan_summary(event.scan))
         sys.stderr.write("\r\033[K" + redact("  ".join(parts))[:120])
         sys.stderr.flush()
         self._progress_line = True
@@ -63,6 +65,14 @@ class Output:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
             self._progress_line = False
+
+
+def scan_summary(scan: ScanCounts) -> str:
+    return (
+        f"{scan.files_scanned} files scanned ({human_bytes(scan.bytes_scanned)}), "
+        f"{scan.files_unchanged} unchanged ({human_bytes(scan.bytes_unchanged)}), "
+        f"{scan.files_new} new ({human_bytes(scan.bytes_new)})"
+    )
 
 
 def read_secret(option_value: str | None, option_name: str, prompt: str, *, confirm: bool = False) -> str:

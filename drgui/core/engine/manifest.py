@@ -10,6 +10,7 @@ number of files. `ContentIndex` holds the parent snapshot's entries and the cont
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -111,8 +112,10 @@ class ContentIndex:
         row = self.db.execute("SELECT entry FROM parent WHERE path = ?", (key,)).fetchone()
         return FileEntry.from_json(json.loads(row[0])) if row else None
 
-    def add_content(self, sha256: str, pack: str, member: str) -> None:
-        self.db.execute("INSERT OR IGNORE INTO content VALUES (?, ?, ?)", (sha256, pack, member))
+    def add_content(self, sha256: str, pack: str, member: str, *, replace: bool = False) -> None:
+        """`replace`: a content just stored takes the place of an entry naming a pack no longer there."""
+        verb = "REPLACE" if replace else "IGNORE"
+        self.db.execute(f"INSERT OR {verb} INTO content VALUES (?, ?, ?)", (sha256, pack, member))
 
     def content(self, sha256: str) -> tuple[str, str] | None:
         row = self.db.execute("SELECT pack, member FROM content WHERE sha256 = ?", (sha256,)).fetchone()
@@ -121,3 +124,14 @@ class ContentIndex:
     def close(self) -> None:
         self.db.close()
         self.path.unlink(missing_ok=True)
+
+    # --- the local cache: the entries of the snapshot just written, for the next run ------------------
+    def keep_as(self, snapshot_id: str, cache: Path) -> None:
+        """Close, labelled with `snapshot_id`, and move to `cache` (replacing an older cache)."""
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (snapshot TEXT NOT NULL)")
+        self.db.execute("DELETE FROM meta")
+        self.db.execute("INSERT INTO meta VALUES (?)", (snapshot_id,))
+        self.db.commit()
+        self.db.close()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path, cache)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
 from drgui.core.engine.destinations.base import CHUNK, Destination
-from drgui.core.engine.manifest import ContentIndex
+from drgui.core.engine.manifest import ContentIndex, FileEntry
 from drgui.core.engine.pipeline import read_part, write_part
 from drgui.core.engine.snapshot import PACKS_DIR, PackRef, PartRecord, pack_key
 from drgui.core.errors import Cancelled, OperationFailed
@@ -174,6 +174,11 @@ class PackContext:
     referenced: set[str] = field(default_factory=set)
     report: Callable[[ScanCounts], None] = lambda _counts: None
     warnings: list[str] = field(default_factory=list)
+    next_index: ContentIndex | None = None  # this snapshot's entries, kept as the next run's cache
+
+    def record(self, entry: FileEntry) -> None:
+        if self.next_index is not None:
+            self.next_index.add_parent(entry)
 
     def reusable(self, pack: str | None) -> bool:
         return pack is not None and pack in self.known
@@ -190,7 +195,7 @@ class PackContext:
 
     def store(self, sha256: str, size: int, data: IO[bytes], mtime: int) -> tuple[str, str]:
         pack = self.writer.add(sha256, size, data, mtime)
-        self.index.add_content(sha256, pack, sha256)
+        self.index.add_content(sha256, pack, sha256, replace=True)
         return pack, sha256
 
     def refs(self) -> list[PackRef]:

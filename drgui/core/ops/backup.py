@@ -30,6 +30,7 @@ from drgui.core.engine.snapshot import (
     FORMAT_V2,
     IDENTITY_FILE,
     MANIFEST_FILE,
+    PACKS_DIR,
     Index,
     PackRef,
     PartRecord,
@@ -159,7 +160,27 @@ def cleanup_leftovers(ws: Workspace) -> list[str]:
         for snapshot_id in dest.incomplete_ids():
             dest.remove_incomplete(snapshot_id)
             removed.append(f"{dest.name}:{snapshot_id}")
+        removed += [f"{dest.name}:{key}" for key in remove_stale_pack_temps(dest)]
     shutil.rmtree(ws.home.tmp_dir, ignore_errors=True)
+    return removed
+
+
+STALE_PACK_TEMP = 3600.0  # seconds; a younger temp file may be a pack another run is writing
+
+
+def remove_stale_pack_temps(dest: Destination) -> list[str]:
+    """The temp files of packs a killed run was writing (`packs/xx/.<id>.age.*.tmp`), over an hour old."""
+    root = getattr(dest, "root", None)
+    if not isinstance(root, Path) or not (root / PACKS_DIR).is_dir():
+        return []
+    packs = root / PACKS_DIR
+    removed = []
+    now = time.time()
+    for path in packs.glob("*/.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_PACK_TEMP:
+                path.unlink()
+                removed.append(path.relative_to(root).as_posix())
     return removed
 
 
@@ -349,6 +370,7 @@ class PackedRun:
     identity: str | None = None
     warnings: list[str] = field(default_factory=list)
     lock: destlock.DestLock | None = None  # the shared lock at the primary destination
+    next_indexes: dict[str, ContentIndex] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -391,9 +413,16 @@ class PackedRun:
         warnings: list[str] = []
         if parent is not None and self.reference is not None:
             try:
-                if self.identity is None:
-                    self.identity = self.ws.identity()
-                load_parent(self.reference, parent.snapshot_id, source.name, self.identity, index, cancel)
+                cache = self.cache_path(source.name)
+                if not self.force_read and _cached_snapshot(cache) == parent.snapshot_id:
+                    index.close()  # the entries this home wrote last time, for this very parent
+                    shutil.copyfile(cache, index.path)
+                    index = ContentIndex(index.path)
+                    self.indexes[-1] = index
+                else:
+                    if self.identity is None:
+                        self.identity = self.ws.identity()
+                    load_parent(self.reference, parent.snapshot_id, source.name, self.identity, index, cancel)
             except (DrguiError, ValueError) as error:
                 index.db.execute("DELETE FROM parent")
                 index.db.execute("DELETE FROM content")
@@ -404,6 +433,9 @@ class PackedRun:
                 )
         writer = PackWriter(self.primary, self.ws.plan.recipient, cancel)
         self.writers.append(writer)
+        next_index = ContentIndex(self.ws.home.tmp_dir / f"next-{len(self.indexes)}-{source.name}.sqlite")
+        self.indexes.append(next_index)
+        self.next_indexes[source.name] = next_index
 
         def report(counts: ScanCounts) -> None:
             message = (
@@ -413,7 +445,30 @@ class PackedRun:
             snapshot = ScanCounts(**counts.to_json())
             progress(Progress("backup", source.name, message, counts.bytes_scanned, scan=snapshot))
 
-        return PackContext(writer, index, self.known, self.force_read, report=report, warnings=warnings)
+        return PackContext(
+            writer,
+            index,
+            self.known,
+            self.force_read,
+            report=report,
+            warnings=warnings,
+            next_index=next_index,
+        )
+
+    def cache_path(self, name: str) -> Path:
+        """This home's copy of the last file list it wrote for source `name` at the reference destination:
+        used only while that snapshot is still the parent there, and its packs only when an index there
+        lists them (so it is never trusted over the destination)."""
+        where = self.reference.name if self.reference is not None else "-"
+        return self.ws.home.path / "cache" / "file-lists" / where / f"{name}.sqlite"
+
+    def keep_caches(self, snapshot_id: str, captured: set[str]) -> None:
+        """After the commit: the new file lists become the next run's parents (for a queued snapshot,
+        once it is at the reference destination: until then the parent there is another one)."""
+        for name, next_index in self.next_indexes.items():
+            if name in captured:
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    next_index.keep_as(snapshot_id, self.cache_path(name))
 
     def discard_new_packs(self) -> None:
         """The run failed: its new packs are referenced by nothing; remove them (prune would, a day later)."""
@@ -427,6 +482,20 @@ class PackedRun:
         for index in self.indexes:
             with contextlib.suppress(OSError, sqlite3.Error):
                 index.close()
+
+
+def _cached_snapshot(cache: Path) -> str | None:
+    if not cache.is_file():
+        return None
+    try:
+        db = sqlite3.connect(cache)
+        try:
+            row = db.execute("SELECT snapshot FROM meta").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
 
 
 def load_parent(
@@ -649,6 +718,8 @@ def _write_snapshot(
         if packed is not None and packed.lock is not None:
             packed.lock.check()  # a prune that broke our lock may have swept packs this index names
         writer.commit(index)
+        if packed is not None:
+            packed.keep_caches(snapshot_id, set(captured))
     except BaseException:
         writer.abort()
         raise

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from drgui.core.engine.snapshot import (
     INDEX_FILE,
+    PACKS_DIR,
     SNAPSHOTS_DIR,
     Index,
     is_safety_snapshot,
@@ -239,7 +240,32 @@ class Destination(ABC):
             if INDEX_FILE in sizes
         ]
         infos += [info for info in legacy if info.snapshot_id in self._legacy_ids]
-        return ordered(infos)
+        return ordered(self._check_packs(infos))
+
+    def _check_packs(self, infos: list[SnapshotInfo]) -> list[SnapshotInfo]:
+        """Format 2: a snapshot is complete only when every pack its index lists is here with its size
+        (one listing of packs/)."""
+        if not any(info.complete and info.index and info.index.packs for info in infos):
+            return infos
+        present = {o.key: o.size for o in self.list_objects(PACKS_DIR + "/")}
+        checked = []
+        for info in infos:
+            missing = [
+                ref.key
+                for ref in (info.index.packs if info.complete and info.index else [])
+                if present.get(ref.key) != ref.size
+            ]
+            if missing:
+                more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                info = SnapshotInfo(
+                    info.snapshot_id,
+                    info.index,
+                    f"{missing[0]}{more} missing or of another size",
+                    info.plan_id,
+                    info.legacy,
+                )
+            checked.append(info)
+        return checked
 
     # --- objects -------------------------------------------------------------------------------
     @abstractmethod

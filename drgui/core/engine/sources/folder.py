@@ -224,6 +224,7 @@ def scan_folder(
             warnings.append(f"{relative}: skipped, a {_special_kind(info.st_mode)} is not backed up")
             continue
         out.write(entry.line())
+        packs.record(entry)
         throttle.tick()
     throttle.tick(final=True)
 

@@ -245,6 +245,7 @@ class S3Source(Source):
             totals["files"] += 1
             totals["bytes"] += int(entry.size or 0)
             out.write(entry.line())
+            packs.record(entry)
             throttle.tick()
         throttle.tick(final=True)
 
