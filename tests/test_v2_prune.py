@@ -411,26 +411,6 @@ def test_a_live_prune_lock_blocks_a_backup_with_exit_3(new_plan: Any, tmp_path: 
     assert run_cli(plan.home, "--json", "backup", env=env).code == 0
 
 
-def test_temp_files_of_killed_pack_writes_go_after_a_day(tmp_path: Path) -> None:
-    (tmp_path / "dest").mkdir()
-    ws = workspace(tmp_path, DestConfig("backups", "local", {"path": str(tmp_path / "dest")}, {"last": 1}))
-    dest = ws.destination("backups")
-    pack_id = secrets.token_hex(16)
-    old_temp = f"packs/{pack_id[:2]}/.{pack_id}.age.k1ll3d.tmp"
-    young_temp = f"packs/{pack_id[:2]}/.{pack_id}.age.runn1n.tmp"
-    stray = "packs/notes.txt"
-    for key in (old_temp, young_temp, stray):
-        dest.put_bytes(key, b"half a pack")
-    for key in (old_temp, stray):
-        path = dest.local_path(key)
-        assert path is not None
-        os.utime(path, ((NOW - timedelta(days=2)).timestamp(),) * 2)
-    dry = prune(ws, dry_run=True, now=NOW).destinations[0]
-    assert dry.packs.temp_files == [old_temp] and dest.exists(old_temp)
-    prune(ws, now=NOW)
-    assert not dest.exists(old_temp) and dest.exists(young_temp) and dest.exists(stray)
-
-
 def test_a_prune_that_lost_its_lock_deletes_nothing(tmp_path: Path) -> None:
     """A prune stalled past the stale limit: a backup broke its lock and may now reference its packs."""
     from drgui.core.ops.prune import _prune_destination

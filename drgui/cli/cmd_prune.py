@@ -27,7 +27,7 @@ def _pack_lines(dest: DestPrune, dry_run: bool) -> list[str]:
     packs = dest.packs
     if packs.blocked:
         return [f"  packs: not swept: {packs.blocked}"]
-    if not packs.present and not packs.temp_files:
+    if not packs.present:
         return []
     verb = "would free" if dry_run else "freed"
     lines = [
@@ -37,11 +37,6 @@ def _pack_lines(dest: DestPrune, dry_run: bool) -> list[str]:
     if packs.young:
         lines.append(
             f"  packs: {len(packs.young)} unreferenced but younger than a day (maybe a backup under way): kept"
-        )
-    if packs.temp_files:
-        lines.append(
-            f"  packs: {len(packs.temp_files)} temp files of interrupted pack writes "
-            f"{'to remove' if dry_run else 'removed'}"
         )
     for pack_id, why in packs.skipped.items():
         lines.append(f"  pack {pack_id} not removed: {why}")

@@ -60,7 +60,6 @@ class PackSweep:
     skipped: dict[str, str] = field(default_factory=dict)  # pack id -> why it could not be removed
     blocked: str | None = None  # why no pack was judged at all
     freed: set[str] = field(default_factory=set)  # named only by the snapshots this prune removes
-    temp_files: list[str] = field(default_factory=list)  # killed pack writes' temp files, over a day old
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -72,7 +71,6 @@ class PackSweep:
             "bytes_freed": self.freed_bytes,
             "unreferenced_young": self.young,
             "skipped": self.skipped,
-            "temp_files": self.temp_files,
         }
         if self.blocked:
             data["blocked"] = self.blocked
@@ -270,26 +268,15 @@ def _listed_packs(body: object) -> set[str] | None:
     return {p["id"] for p in packs}
 
 
-def _packs_present(dest: Destination) -> tuple[dict[str, ObjectInfo], list[ObjectInfo]]:
-    """Pack id -> its object, for every well-formed pack key, and the temp files of pack writes that were
-    killed (`packs/<2 hex>/.<id>.age.*.tmp`, local and drive). Anything else under packs/ is left alone."""
+def _packs_present(dest: Destination) -> dict[str, ObjectInfo]:
+    """Pack id -> its object, for every well-formed pack key. Anything else under packs/ is left alone
+    (a killed pack write's temp file is the next backup's to remove: ops/backup.py)."""
     found: dict[str, ObjectInfo] = {}
-    temps: list[ObjectInfo] = []
     for info in dest.list_objects(PACKS_DIR + "/"):
-        name = info.key.rsplit("/", 1)[-1]
-        pack_id = name.removesuffix(".age")
+        pack_id = info.key.rsplit("/", 1)[-1].removesuffix(".age")
         if PACK_ID_RE.match(pack_id) and info.key == pack_key(pack_id):
             found[pack_id] = info
-            continue
-        stem = name[1:].split(".age.", 1)[0]  # a temp file is ".<id>.age.<random>.tmp" beside its pack
-        if (
-            name.startswith(".")
-            and name.endswith(".tmp")
-            and PACK_ID_RE.match(stem)
-            and info.key == (pack_key(stem).rsplit("/", 1)[0] + "/" + name)
-        ):
-            temps.append(info)
-    return found, temps
+    return found
 
 
 def plan_packs(
@@ -300,10 +287,9 @@ def plan_packs(
     them and they are older than a day. Returns the plan and the objects to delete."""
     sweep = PackSweep()
     references, unknown = _pack_references(dest)
-    present, temps = _packs_present(dest)
+    present = _packs_present(dest)
     sweep.present = len(present)
     cutoff = now - UNREFERENCED_PACK_AGE
-    sweep.temp_files = sorted(t.key for t in temps if t.mtime is not None and t.mtime < cutoff)
     if unknown:
         sweep.blocked = unknown + "; no pack was removed"
         return sweep, {}
@@ -335,8 +321,6 @@ def _sweep_packs(dest: Destination, result: DestPrune, now: datetime) -> None:
             sweep.skipped[pack_id] = error.message
             continue
         removed.append(pack_id)
-    for key in sweep.temp_files:
-        dest.delete(key)
     sweep.remove = removed
     sweep.freed_bytes = sum(doomed[p].size for p in removed)
     result.packs = sweep
