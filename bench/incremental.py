@@ -256,11 +256,15 @@ def main() -> int:
         print("restic is not installed (Debian: apt install restic): measuring drgui alone.", file=sys.stderr)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGPASS", "AWS_", "RESTIC_"))}
     env |= {"DRGUI_NO_PROMPT": "1", "DRGUI_SNAPSHOT_FORMAT": "2"}
+    # An installed drgui starts from compiled bytecode; with PYTHONDONTWRITEBYTECODE (set on some CI
+    # machines) every run would compile all of drgui again (about 1 s of CPU) and measure that instead.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     scenarios = [("folder", args.files, folder_scenario), ("s3", args.s3_files or args.files, s3_scenario)]
     for name, files, scenario in scenarios:
         if args.only and args.only != name:
             continue
         with tempfile.TemporaryDirectory(prefix=f"drgui-bench-incr-{name}-") as base:
+            env["PYTHONPYCACHEPREFIX"] = str(Path(base) / "pycache")  # nothing written into the source tree
             print(f"{name}: {files} x {args.size:,} bytes ...", file=sys.stderr, flush=True)
             tools = scenario(Path(base), env, files, args.size, with_restic)
             title = (
