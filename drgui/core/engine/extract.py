@@ -30,7 +30,7 @@ from typing import IO, Any, BinaryIO, Protocol
 
 from drgui.core.engine.destinations.base import CHUNK, Destination
 from drgui.core.engine.manifest import FILE_LIST_PART, FileEntry, iter_entries
-from drgui.core.engine.packs import open_pack
+from drgui.core.engine.packs import forget_members, open_pack
 from drgui.core.engine.pipeline import read_part
 from drgui.core.engine.snapshot import PackRef, snapshot_prefix
 from drgui.core.engine.sources.base import pump_in_thread
@@ -321,6 +321,7 @@ def check_archive(
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 cancel.check()
+                forget_members(tar)
                 try:
                     _check_member(member, tar, expected, seen, writer, report)
                 except OperationFailed as error:
@@ -507,6 +508,7 @@ def _fill_from_pack(
         with open_pack(dest, ref, identity, cancel) as tar:
             for member in tar:
                 cancel.check()
+                forget_members(tar)
                 rows = wanted.rows(ref.id, member.name) if member.isreg() else []
                 if not rows:
                     continue

@@ -31,6 +31,14 @@ PACK_TARGET = 64 * 1024 * 1024
 SMALL_FILE = 8 * 1024 * 1024  # read once into memory (hash, then pack); larger files are read twice
 
 
+def forget_members(tar: tarfile.TarFile) -> None:
+    """A streamed TarFile keeps every TarInfo it wrote or read; dropping them keeps memory bounded
+    whatever the number of members (a pack of 200,000 small files)."""
+    members = getattr(tar, "members", None)
+    if isinstance(members, list):
+        members.clear()
+
+
 def new_pack_id() -> str:
     return secrets.token_hex(16)
 
@@ -89,6 +97,7 @@ class _OpenPack:
         except BrokenPipeError:
             self._raise_writer_error()
             raise
+        forget_members(self.tar)
         self.plain += size
 
     def _raise_writer_error(self) -> None:

@@ -423,9 +423,11 @@ class PackedRun:
                     if self.identity is None:
                         self.identity = self.ws.identity()
                     load_parent(self.reference, parent.snapshot_id, source.name, self.identity, index, cancel)
-            except (DrguiError, ValueError) as error:
-                index.db.execute("DELETE FROM parent")
-                index.db.execute("DELETE FROM content")
+            except (DrguiError, ValueError, OSError, sqlite3.Error) as error:
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    index.close()
+                index = ContentIndex(index.path)  # empty: no parent, every file is read
+                self.indexes[-1] = index
                 detail = redact(error.message) if isinstance(error, DrguiError) else str(error)
                 warnings.append(
                     f"the parent snapshot {parent.snapshot_id} could not be read ({detail}): every file "

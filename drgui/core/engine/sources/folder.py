@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from drgui.core.engine.manifest import FILE_LIST_PART, FileEntry
-from drgui.core.engine.packs import SMALL_FILE, PackContext, hash_file
+from drgui.core.engine.packs import SMALL_FILE, PackContext, forget_members, hash_file
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
 from drgui.core.errors import SourceError
 from drgui.core.progress import CancelToken
@@ -263,6 +263,7 @@ def write_tar(
                 if warnings is not None:
                     warnings.append(f"{relative}: skipped, a {_special_kind(info.st_mode)} is not backed up")
                 continue
+            forget_members(tar)
             files.append(entry)
 
 
