@@ -164,3 +164,27 @@ def test_two_plans_sharing_a_destination_do_not_see_each_others_locks(dest_confi
         assert [r.key for r in read_locks(ours)] == [ours_lock.key]
         assert [r.key for r in read_locks(theirs)] == [theirs_lock.key]
     assert read_locks(ours) == [] and read_locks(theirs) == []
+
+
+def test_locks_in_an_object_lock_bucket_get_no_retention_and_are_released(
+    moto_endpoint: str, aws_env: None
+) -> None:
+    from tests.s3_fixtures import S3Bucket, s3_client
+
+    client = s3_client(moto_endpoint)
+    name = f"drgui-destlock-locked-{os.getpid()}"
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    bucket = S3Bucket(moto_endpoint, name, client)
+    dest = open_dest(DestConfig("s3", "s3", bucket.settings(object_lock_days=30)))
+    warnings: list[str] = []
+    with destlock.exclusive(dest, wait=0, warn=warnings.append) as lock:
+        head = client.head_object(Bucket=name, Key=f"{PLAN}/{lock.key}")
+        assert "ObjectLockRetainUntilDate" not in head, "a lock object is never retained"
+        dest.put_bytes("snapshots/x/index.json", b"{}")
+        assert "ObjectLockRetainUntilDate" in client.head_object(
+            Bucket=name, Key=f"{PLAN}/snapshots/x/index.json"
+        )
+    assert warnings == [] and read_locks(dest) == [], "released without a warning"
+    with destlock.shared(dest, wait=0, warn=warnings.append):
+        pass
+    assert warnings == []

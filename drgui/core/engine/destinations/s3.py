@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from drgui.core.engine import kinds, s3common
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotWriter
+from drgui.core.engine.destlock import LOCKS_DIR
 from drgui.core.engine.s3common import describe_location, error_code, make_client, raise_s3_error
 from drgui.core.engine.snapshot import INDEX_FILE, Index, snapshot_prefix
 from drgui.core.errors import DestinationError, UsageError
@@ -70,6 +71,11 @@ def policy_cover_days(policy: retention.Policy) -> int:
     for duration in policy.durations().values():
         days = max(days, duration.years * 366 + duration.months * 31 + duration.days + duration.hours / 24)
     return max(1, int(-(-days // 1)))
+
+
+def _is_lock_object(key: str) -> bool:
+    """A destination lock (engine/destlock.py), not backup data."""
+    return key.startswith(LOCKS_DIR + "/")
 
 
 class _ResumingReader(io.RawIOBase):
@@ -186,7 +192,7 @@ class _MultipartWriter:
                 "start an upload to",
                 self.key,
                 lambda: self.dest.client.create_multipart_upload(
-                    Bucket=self.dest.bucket, Key=self.full_key, **self.dest._put_args()
+                    Bucket=self.dest.bucket, Key=self.full_key, **self.dest._put_args(self.key)
                 ),
             )
             self.upload_id = response["UploadId"]
@@ -233,7 +239,7 @@ class _MultipartWriter:
                 "upload to",
                 self.key,
                 lambda: self.dest.client.put_object(
-                    Bucket=self.dest.bucket, Key=self.full_key, Body=data, **self.dest._put_args()
+                    Bucket=self.dest.bucket, Key=self.full_key, Body=data, **self.dest._put_args(self.key)
                 ),
             )
             self.closed = True
@@ -441,13 +447,15 @@ class S3Destination(Destination):
                 raise
             raise_s3_error(error, self._what, self.bucket, f"{action} {self._key(key) or '/'}")
 
-    def _put_args(self) -> dict[str, Any]:
+    def _put_args(self, key: str = "") -> dict[str, Any]:
         settings = self.config.settings
         args: dict[str, Any] = {}
         if settings.get("sse"):
             args["ServerSideEncryption"] = settings["sse"]
             if settings.get("sse_kms_key_id"):
                 args["SSEKMSKeyId"] = settings["sse_kms_key_id"]
+        if _is_lock_object(key):
+            return args  # rewritten every minute and removed when done: no retention, no storage class
         if settings.get("storage_class"):
             args["StorageClass"] = settings["storage_class"]
         until = self.retain_until()
@@ -495,7 +503,7 @@ class S3Destination(Destination):
             "upload",
             key,
             lambda: self.client.upload_file(
-                str(path), self.bucket, self._key(key), ExtraArgs=self._put_args() or None, Config=config
+                str(path), self.bucket, self._key(key), ExtraArgs=self._put_args(key) or None, Config=config
             ),
         )
 
@@ -572,7 +580,9 @@ class S3Destination(Destination):
         return None
 
     def delete(self, key: str) -> None:
-        reason = self.lock_reason(key)
+        # A lock object has no retention of its own; under a bucket's default retention the delete only
+        # adds a delete marker (S3 allows that), which is all a lock's release needs.
+        reason = None if _is_lock_object(key) else self.lock_reason(key)
         if reason:
             raise DestinationError(
                 f"{self._what}: {self._key(key)} in bucket '{self.bucket}' is object-locked ({reason}); "
