@@ -33,6 +33,7 @@ from psycopg.conninfo import make_conninfo
 
 from drgui.core.engine.destinations.base import Destination
 from drgui.core.engine.fsutil import atomic_write_text
+from drgui.core.engine.kinds import RESTORE_DATABASE, RESTORE_FILE, RESTORE_REPOSITORY, RESTORE_TREE
 from drgui.core.engine.restore import (
     _decrypt_to_file,
     decrypt_dump,
@@ -49,6 +50,7 @@ from drgui.core.engine.snapshot import snapshot_time
 from drgui.core.engine.sources.base import pump_in_thread
 from drgui.core.engine.sources.envfile import env_keys
 from drgui.core.engine.sources.postgres import describe_conninfo, schema_fingerprint, split_dsn
+from drgui.core.engine.sources.registry import source_kind
 from drgui.core.engine.verify import load_manifest, verify_snapshot
 from drgui.core.errors import Cancelled, DrguiError, UsageError
 from drgui.core.ops import autochecks, checklists, runstatus
@@ -413,7 +415,7 @@ def _restore_and_check(
 ) -> None:
     run = _DrillRun(ws, dest, identity, result, scratch, workdir, step, cancel)
     manifest, manifest_error = _read_manifest(dest, result.snapshot_id, identity)
-    databases = [e for e in manifest["sources"] if e["kind"] == "postgres"] if manifest else []
+    databases = [e for e in manifest["sources"] if _restores_as(e) == RESTORE_DATABASE] if manifest else []
     first_dump = _verify_while_scratch_starts(run, databases)
     if manifest is None:
         _check(result, "verify", "manifest", False, manifest_error)
@@ -525,9 +527,18 @@ def _restore_files(run: _DrillRun, entry: dict[str, Any]) -> None:
         _check(run.result, "files", f"restore {entry['name']}", False, f"{type(error).__name__}: {error}")
 
 
+def _restores_as(entry: dict[str, Any]) -> str | None:
+    """How a manifest entry's kind restores (its declaration); None for a kind this drgui does not know."""
+    try:
+        return source_kind(str(entry["kind"])).restore_as
+    except UsageError:
+        return None
+
+
 def _restore_files_of_kind(run: _DrillRun, entry: dict[str, Any], target: Path) -> None:
     dest, snapshot_id, result, name = run.dest, run.result.snapshot_id, run.result, entry["name"]
-    if entry["kind"] in ("folder", "s3"):
+    restore_as = _restores_as(entry)
+    if restore_as == RESTORE_TREE:
         run.step("files", f"Restoring {name} to a temp folder", name)
         target.mkdir()
         restored_files = restore_folder(
@@ -541,10 +552,10 @@ def _restore_files_of_kind(run: _DrillRun, entry: dict[str, Any], target: Path) 
         )
         for check in restored_files.checks:
             _check(result, "files", f"files {name}", check["ok"], check["detail"])
-    elif entry["kind"] == "env":
+    elif restore_as == RESTORE_FILE:
         run.step("env", f"Checking the key names of {name}", name)
         _check_env(dest, snapshot_id, entry, target, run.identity, result, run.cancel)
-    elif entry["kind"] == "git":
+    elif restore_as == RESTORE_REPOSITORY:
         run.step("files", f"Cloning {name} from its bundle", name)
         restored_git = restore_git(dest, snapshot_id, entry, target, identity=run.identity, cancel=run.cancel)
         for check in restored_git.checks:
