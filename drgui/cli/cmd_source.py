@@ -6,7 +6,7 @@ import argparse
 
 from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.kind_options import (
-    add_kind_options,
+    add_kind_parsers,
     add_no_test,
     add_union_options,
     kind_values,
@@ -25,18 +25,7 @@ def register(sub, common) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     add = add_command(actions, common, "add", "add a source: NAME KIND [options of the kind]", run_add)
-    add.add_argument("name")
-    add_no_test(add, NO_TEST)
-    kinds = add.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for kind in SOURCE_KINDS.all():
-        one = kinds.add_parser(
-            kind.name,
-            parents=[common],
-            help=kind.description,
-            description=f"{kind.label}: {kind.description}.",
-        )
-        add_kind_options(one, kind)
-        add_no_test(one, NO_TEST)
+    add_kind_parsers(add, common, SOURCE_KINDS.all(), NO_TEST)
     edit = add_command(
         actions, common, "edit", "change settings of a source (only the options given change)", run_edit
     )

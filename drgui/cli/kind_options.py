@@ -60,6 +60,24 @@ def add_no_test(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--no-test", action="store_true", default=argparse.SUPPRESS, help=help_text)
 
 
+def add_kind_parsers(
+    add: argparse.ArgumentParser, common: argparse.ArgumentParser, kinds: Iterable[Kind], no_test_help: str
+) -> None:
+    """`add NAME KIND [options of the kind]`: the name, --no-test, and one subcommand a kind."""
+    add.add_argument("name")
+    add_no_test(add, no_test_help)
+    parsers = add.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in kinds:
+        one = parsers.add_parser(
+            kind.name,
+            parents=[common],
+            help=kind.description,
+            description=f"{kind.label}: {kind.description}.",
+        )
+        add_kind_options(one, kind)
+        add_no_test(one, no_test_help)
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and os.environ.get("DRGUI_NO_PROMPT") != "1"
 
