@@ -95,17 +95,26 @@ def test_edited_run_is_found_and_named(backed_up: Plan) -> None:
     assert "failed" in " ".join(data["problems"])
 
 
-def test_chain_rewritten_with_recomputed_sha256_is_rejected(backed_up: Plan) -> None:
-    path = history_path(backed_up)
+def relink_chain(path: Path, mac: Callable[..., str]) -> tuple[list[tuple], str]:
+    """Every chain record given a new mac, `mac(prev_mac, seq, time, kind, data)`, each linked to the one
+    before; returns the records as they were and the last new mac."""
     records = rows(path, "SELECT seq, time, kind, data, prev_mac FROM chain ORDER BY seq")
     prev = records[0][4]
     conn = sqlite3.connect(path)
     with conn:
         for seq, time, kind, data, _ in records:
-            digest = hashlib.sha256(json.dumps([prev, seq, time, kind, data]).encode()).hexdigest()
-            conn.execute("UPDATE chain SET prev_mac = ?, mac = ? WHERE seq = ?", (prev, digest, seq))
-            prev = digest
+            new = mac(prev, seq, time, kind, data)
+            conn.execute("UPDATE chain SET prev_mac = ?, mac = ? WHERE seq = ?", (prev, new, seq))
+            prev = new
     conn.close()
+    return records, prev
+
+
+def test_chain_rewritten_with_recomputed_sha256_is_rejected(backed_up: Plan) -> None:
+    path = history_path(backed_up)
+    records, _last = relink_chain(
+        path, lambda *record: hashlib.sha256(json.dumps(list(record)).encode()).hexdigest()
+    )
     data = failed(backed_up.cli("--json", "history", "--verify"))
     assert any(
         f"{len(records)} of {len(records)} records fail the key check" in p for p in data["problems"]
@@ -116,15 +125,7 @@ def test_chain_with_the_right_structure_and_another_key_is_rejected(backed_up: P
     """Every record re-MACed, correctly linked, with a key derived from another identity."""
     path = history_path(backed_up)
     other = audit_key(IDENTITY)
-    records = rows(path, "SELECT seq, time, kind, data, prev_mac FROM chain ORDER BY seq")
-    prev = records[0][4]
-    conn = sqlite3.connect(path)
-    with conn:
-        for seq, time, kind, data, _ in records:
-            mac = record_mac(other, prev, seq, time, kind, data)
-            conn.execute("UPDATE chain SET prev_mac = ?, mac = ? WHERE seq = ?", (prev, mac, seq))
-            prev = mac
-    conn.close()
+    records, prev = relink_chain(path, lambda *record: record_mac(other, *record))
     Path(path.with_name("audit-head.json")).write_text(json.dumps({"seq": records[-1][0], "mac": prev}))
     data = failed(backed_up.cli("--json", "history", "--verify"))
     text = " ".join(data["problems"])

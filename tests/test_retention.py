@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from drgui.core.errors import UsageError
 from drgui.core.timing.retention import (
+    COUNT_FIELDS,
     DEFAULT_POLICIES,
+    WITHIN_FIELDS,
     Duration,
     Keep,
     Policy,
@@ -29,15 +31,6 @@ from drgui.core.timing.retention import (
 RESTIC_DATA = Path(__file__).parent / "data" / "restic_policy"
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
-COUNT_FIELDS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-WITHIN_FIELDS = (
-    "within",
-    "within_hourly",
-    "within_daily",
-    "within_weekly",
-    "within_monthly",
-    "within_yearly",
-)
 
 
 def utc(text: str) -> datetime:

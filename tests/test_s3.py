@@ -65,20 +65,21 @@ def cli(plan: Plan, *args: str, env: dict[str, str] | None = None) -> CliResult:
     return run_in_process(plan.home, "--json", *args, env=env)
 
 
+def plan_in(tmp_path: Path) -> Plan:
+    """init + a local destination, in process, in a new folder of `tmp_path`."""
+    work = tmp_path / f"plan{len(list(tmp_path.iterdir()))}"
+    work.mkdir()
+    (work / "passphrase.txt").write_text(PASSPHRASE + "\n")
+    plan = Plan(work / "home", work / "dest", work / "passphrase.txt", work)
+    ok(cli(plan, "init", "--name", "Acme", "--passphrase-file", str(plan.passphrase_file)))
+    ok(cli(plan, "dest", "add", "local", "local", "--path", str(plan.dest_dir)))
+    return plan
+
+
 @pytest.fixture
 def new_plan(tmp_path: Path) -> Callable[[], Plan]:
     """init + a local destination, in process."""
-
-    def factory() -> Plan:
-        work = tmp_path / f"plan{len(list(tmp_path.iterdir()))}"
-        work.mkdir()
-        (work / "passphrase.txt").write_text(PASSPHRASE + "\n")
-        plan = Plan(work / "home", work / "dest", work / "passphrase.txt", work)
-        ok(cli(plan, "init", "--name", "Acme", "--passphrase-file", str(plan.passphrase_file)))
-        ok(cli(plan, "dest", "add", "local", "local", "--path", str(plan.dest_dir)))
-        return plan
-
-    return factory
+    return lambda: plan_in(tmp_path)
 
 
 def home_has_no_s3_key(home: Path) -> None:

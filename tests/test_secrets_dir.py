@@ -41,6 +41,11 @@ def _init(tmp_path: Path, secrets: Path) -> Path:
     return home
 
 
+def _add_folder(home: Path, secrets: Path | None, folder: Path, env: dict[str, str] | None = None) -> None:
+    add = ["source", "add", "files", "folder", "--path", str(write_folder(folder))]
+    ok(_cli(home, secrets, "--json", *add, env=env))
+
+
 def test_a_plan_backs_up_and_restores_with_only_a_secrets_directory(
     tmp_path: Path, pg18: EmbeddedCluster
 ) -> None:
@@ -66,19 +71,7 @@ def test_a_plan_backs_up_and_restores_with_only_a_secrets_directory(
                 str(password_file),
             )
         )
-        ok(
-            _cli(
-                home,
-                secrets,
-                "--json",
-                "source",
-                "add",
-                "files",
-                "folder",
-                "--path",
-                str(write_folder(tmp_path / "files")),
-            )
-        )
+        _add_folder(home, secrets, tmp_path / "files")
         backup = ok(_cli(home, secrets, "--json", "backup")).json()
         assert backup["ok"], backup
         ok(_cli(home, secrets, "--json", "verify", "latest", "--deep"))
@@ -127,19 +120,7 @@ def test_the_environment_variable_selects_the_directory_too(tmp_path: Path) -> N
 def test_an_unsafe_secrets_directory_is_refused_with_the_fix(tmp_path: Path, damage, fix: str) -> None:
     secrets = _secrets_dir(tmp_path)
     home = _init(tmp_path, secrets)
-    ok(
-        _cli(
-            home,
-            secrets,
-            "--json",
-            "source",
-            "add",
-            "files",
-            "folder",
-            "--path",
-            str(write_folder(tmp_path / "f")),
-        )
-    )
+    _add_folder(home, secrets, tmp_path / "f")
     damage(secrets)
     result = _cli(home, secrets, "--json", "backup")
     assert result.code == 3, str(result)
@@ -157,19 +138,7 @@ def _replace_with_link(path: Path) -> None:
 def test_a_missing_secrets_directory_says_how_to_make_it(tmp_path: Path) -> None:
     secrets = _secrets_dir(tmp_path)
     home = _init(tmp_path, secrets)
-    ok(
-        _cli(
-            home,
-            secrets,
-            "--json",
-            "source",
-            "add",
-            "files",
-            "folder",
-            "--path",
-            str(write_folder(tmp_path / "f")),
-        )
-    )
+    _add_folder(home, secrets, tmp_path / "f")
     result = _cli(home, tmp_path / "nope", "--json", "backup")
     assert result.code == 3, str(result)
     assert "mkdir -m 700" in result.json()["hint"]
@@ -218,20 +187,7 @@ def test_systemd_credentials_are_sealed_loaded_and_named_in_the_unit(tmp_path: P
     )
     (credentials / "plan.identity.age").chmod(0o400)
     shutil.rmtree(secrets)  # only systemd's directory is left
-    ok(
-        _cli(
-            home,
-            None,
-            "--json",
-            "source",
-            "add",
-            "files",
-            "folder",
-            "--path",
-            str(write_folder(tmp_path / "f")),
-            env={"CREDENTIALS_DIRECTORY": str(credentials)},
-        )
-    )
+    _add_folder(home, None, tmp_path / "f", env={"CREDENTIALS_DIRECTORY": str(credentials)})
     backup = ok(_cli(home, None, "--json", "backup", env={"CREDENTIALS_DIRECTORY": str(credentials)})).json()
     assert backup["ok"]
     ok(

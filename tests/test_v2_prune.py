@@ -150,12 +150,17 @@ def four_days(dest: Destination, plan_id: str = PLAN) -> Days:
     return Days(ids, packs, sizes)
 
 
+def four_days_in(tmp_path: Path, config: DestConfig) -> tuple[Workspace, Destination, Days]:
+    """A plan with the destination `config` (named backups), holding `four_days`."""
+    ws = workspace(tmp_path, config)
+    dest = ws.destination("backups")
+    return ws, dest, four_days(dest)
+
+
 def test_prune_to_one_snapshot_frees_exactly_what_older_ones_needed(
     tmp_path: Path, dest_config: DestConfig
 ) -> None:
-    ws = workspace(tmp_path, dest_config)
-    dest = ws.destination("backups")
-    days = four_days(dest)
+    ws, dest, days = four_days_in(tmp_path, dest_config)
     kept = set(days.packs[3])
     freed = present_packs(dest) - kept
 
@@ -179,9 +184,7 @@ def test_prune_to_one_snapshot_frees_exactly_what_older_ones_needed(
 def test_unreferenced_packs_wait_a_day_and_kept_snapshots_protect_theirs(
     tmp_path: Path, dest_config: DestConfig
 ) -> None:
-    ws = workspace(tmp_path, dest_config)
-    dest = ws.destination("backups")
-    days = four_days(dest)
+    ws, dest, days = four_days_in(tmp_path, dest_config)
     ws.history.pin(days.ids[0], "drill report")
     leftover, _ = put_pack(dest)  # a crashed backup's pack: no index names it
     result = prune(ws, now=NOW).destinations[0]
@@ -195,9 +198,9 @@ def test_unreferenced_packs_wait_a_day_and_kept_snapshots_protect_theirs(
 
 def test_a_damaged_index_still_protects_its_packs(tmp_path: Path) -> None:
     (tmp_path / "dest").mkdir()
-    ws = workspace(tmp_path, DestConfig("backups", "local", {"path": str(tmp_path / "dest")}, {"last": 1}))
-    dest = ws.destination("backups")
-    days = four_days(dest)
+    ws, dest, days = four_days_in(
+        tmp_path, DestConfig("backups", "local", {"path": str(tmp_path / "dest")}, {"last": 1})
+    )
     key = f"snapshots/{days.ids[1]}/index.json"
     dest.put_bytes(key, dest.get_bytes(key).replace(b'"drgui_version": "test"', b'"drgui_version": "tesT"'))
     result = prune(ws, now=LATER).destinations[0]
@@ -234,9 +237,7 @@ def test_two_plans_sharing_a_destination_never_touch_each_others_packs(
 def test_a_backup_lock_blocks_prune_and_a_stale_one_is_broken(
     tmp_path: Path, dest_config: DestConfig
 ) -> None:
-    ws = workspace(tmp_path, dest_config)
-    dest = ws.destination("backups")
-    days = four_days(dest)
+    ws, dest, days = four_days_in(tmp_path, dest_config)
     with destlock.shared(dest, "backup"):
         result = prune(ws, now=NOW, lock_wait=0)
     assert result.locked and not result.ok
@@ -417,9 +418,7 @@ def test_a_prune_that_lost_its_lock_deletes_nothing(tmp_path: Path) -> None:
 
     config = DestConfig("backups", "local", {"path": str(tmp_path / "dest")}, {"last": 1})
     (tmp_path / "dest").mkdir()
-    ws = workspace(tmp_path, config)
-    dest = ws.destination("backups")
-    days = four_days(dest)
+    _ws, dest, days = four_days_in(tmp_path, config)
     with destlock.exclusive(dest, "prune", wait=0, warn=lambda _message: None) as lock:
         dest.delete(lock.key)  # a backup took it for stale
         lock.refresh()

@@ -11,9 +11,9 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from tests.engine_fixtures import PASSPHRASE, Plan, ok
+from tests.engine_fixtures import Plan, ok
 from tests.s3_fixtures import S3Bucket
-from tests.test_s3 import add_s3_dest, cli
+from tests.test_s3 import add_s3_dest, cli, plan_in
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +30,7 @@ def format_2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def new_plan(tmp_path: Path) -> Callable[[], Plan]:
     """init + a local destination, in process (as tests/test_s3.py)."""
-
-    def factory() -> Plan:
-        work = tmp_path / f"plan{len(list(tmp_path.iterdir()))}"
-        work.mkdir()
-        (work / "passphrase.txt").write_text(PASSPHRASE + "\n")
-        plan = Plan(work / "home", work / "dest", work / "passphrase.txt", work)
-        ok(cli(plan, "init", "--name", "Acme", "--passphrase-file", str(plan.passphrase_file)))
-        ok(cli(plan, "dest", "add", "local", "local", "--path", str(plan.dest_dir)))
-        return plan
-
-    return factory
+    return lambda: plan_in(tmp_path)
 
 
 class Recorder:
@@ -95,6 +85,17 @@ def add_bucket_source(plan: Plan, bucket: S3Bucket, prefix: str = "uploads") -> 
             str(key_file),
         )
     )
+
+
+def folder_to_s3(plan: Plan, bucket: S3Bucket, *, files: int, size: int) -> Path:
+    """The folder source `files` (that many random files of `size` bytes) and the bucket as destination `s3`."""
+    data = plan.work / "data"
+    data.mkdir()
+    for n in range(files):
+        (data / f"f{n}").write_bytes(os.urandom(size))
+    ok(cli(plan, "source", "add", "files", "folder", "--path", str(data)))
+    add_s3_dest(plan, bucket.endpoint, bucket.name)
+    return data
 
 
 @pytest.fixture
@@ -202,12 +203,7 @@ def test_replication_copies_only_the_packs_the_target_lacks(
     new_plan: Callable[[], Plan], s3_bucket: S3Bucket
 ) -> None:
     plan = new_plan()
-    data = plan.work / "data"
-    data.mkdir()
-    for n in range(20):
-        (data / f"f{n}").write_bytes(os.urandom(50_000))
-    ok(cli(plan, "source", "add", "files", "folder", "--path", str(data)))
-    add_s3_dest(plan, s3_bucket.endpoint, s3_bucket.name)
+    data = folder_to_s3(plan, s3_bucket, files=20, size=50_000)
     ok(cli(plan, "backup"))
     day1 = pack_keys(s3_bucket)
     assert len(day1) == 1
@@ -240,12 +236,7 @@ def test_the_offline_queue_uploads_packs_then_drops_them(
     stays queued (packs included) and goes up on the next run; the queue keeps nothing afterwards."""
     plan = new_plan()
     ok(cli(plan, "dest", "remove", "local"))
-    data = plan.work / "data"
-    data.mkdir()
-    for n in range(5):
-        (data / f"f{n}").write_bytes(os.urandom(20_000))
-    ok(cli(plan, "source", "add", "files", "folder", "--path", str(data)))
-    add_s3_dest(plan, s3_bucket.endpoint, s3_bucket.name)
+    data = folder_to_s3(plan, s3_bucket, files=5, size=20_000)
     queue = plan.home / "queue"
     ok(cli(plan, "backup"))
     assert not list(queue.rglob("*.age"))
@@ -279,12 +270,7 @@ def test_a_queued_snapshot_that_references_remote_packs_is_uploaded_later(
 
     plan = new_plan()
     ok(cli(plan, "dest", "remove", "local"))
-    data = plan.work / "data"
-    data.mkdir()
-    for n in range(3):
-        (data / f"f{n}").write_bytes(os.urandom(20_000))
-    ok(cli(plan, "source", "add", "files", "folder", "--path", str(data)))
-    add_s3_dest(plan, s3_bucket.endpoint, s3_bucket.name)
+    data = folder_to_s3(plan, s3_bucket, files=3, size=20_000)
     ok(cli(plan, "backup"))
     (data / "new").write_bytes(os.urandom(1_000))
     ws = Workspace(Home.resolve(plan.home))

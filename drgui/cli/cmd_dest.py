@@ -6,14 +6,14 @@ import argparse
 
 from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.kind_options import (
-    add_kind_options,
+    add_kind_parsers,
     add_no_test,
     add_union_options,
-    kind_values,
     refuse_foreign_options,
+    save_added,
+    save_edited,
 )
 from drgui.core.engine.destinations.registry import DEST_KINDS, dest_kind, open_destination
-from drgui.core.plan import setup
 from drgui.core.plan.setup import RETENTION_RULES, remove_destination
 
 NO_TEST = "save without testing"
@@ -25,18 +25,7 @@ def register(sub, common) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     add = add_command(actions, common, "add", "add a destination: NAME KIND [options of the kind]", run_add)
-    add.add_argument("name")
-    add_no_test(add, NO_TEST)
-    kinds = add.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for kind in DEST_KINDS.all():
-        one = kinds.add_parser(
-            kind.name,
-            parents=[common],
-            help=kind.description,
-            description=f"{kind.label}: {kind.description}.",
-        )
-        add_kind_options(one, kind)
-        add_no_test(one, NO_TEST)
+    add_kind_parsers(add, common, DEST_KINDS.all(), NO_TEST)
     edit = add_command(
         actions,
         common,
@@ -65,17 +54,7 @@ def register(sub, common) -> None:
 def run_add(args, out) -> int:
     ws = workspace(args)
     kind = dest_kind(args.kind)
-    values, secrets, fallback = kind_values(args, kind)
-    setup.add(
-        ws,
-        "destination",
-        args.name,
-        kind.name,
-        values,
-        secrets=secrets,
-        fallback=fallback,
-        test=not getattr(args, "no_test", False),
-    )
+    save_added(ws, "destination", args, kind)
     dest = open_destination(ws.plan.destination(args.name), ws.store)
     description = dest.describe()
     data = {"ok": True, "name": args.name, "kind": args.kind, "description": description}
@@ -115,21 +94,13 @@ def run_edit(args, out) -> int:
     ws = workspace(args)
     kind = dest_kind(ws.plan.destination(args.name).kind)
     refuse_foreign_options(args, kind, DEST_KINDS.all(), f"Destination '{args.name}'")
-    values, secrets, fallback = kind_values(args, kind)
     retention = {field: getattr(args, f"keep_{option}") for option, field, _type, _help in RETENTION_RULES}
-    setup.edit(
-        ws,
-        "destination",
-        args.name,
-        values,
-        secrets=secrets,
-        fallback=fallback,
-        retention={k: v for k, v in retention.items() if v is not None},
-        test=not getattr(args, "no_test", False),
+    given = save_edited(
+        ws, "destination", args, kind, retention={k: v for k, v in retention.items() if v is not None}
     )
     config = ws.plan.destination(args.name)
     description = open_destination(config, ws.store).describe()
-    changed = sorted([*values, *secrets, *(f"keep_{k}" for k, v in retention.items() if v is not None)])
+    changed = sorted([*given, *(f"keep_{k}" for k, v in retention.items() if v is not None)])
     out.result(
         {
             "ok": True,

@@ -8,18 +8,7 @@ from pathlib import Path
 from drgui.cli.common import add_command
 from drgui.core.errors import EnvironmentNotReady, UsageError
 from drgui.core.plan.home import Home
-
-PAGES = (
-    "dashboard",
-    "sources",
-    "destinations",
-    "snapshots",
-    "drills",
-    "checklists",
-    "history",
-    "kit",
-    "settings",
-)
+from drgui.gui.page_names import PAGES
 
 
 def register(sub, common) -> None:

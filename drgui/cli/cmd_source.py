@@ -6,14 +6,14 @@ import argparse
 
 from drgui.cli.common import add_command, show_help, workspace
 from drgui.cli.kind_options import (
-    add_kind_options,
+    add_kind_parsers,
     add_no_test,
     add_union_options,
-    kind_values,
     refuse_foreign_options,
+    save_added,
+    save_edited,
 )
 from drgui.core.engine.sources.registry import SOURCE_KINDS, open_source, source_kind
-from drgui.core.plan import setup
 from drgui.core.plan.setup import remove_source
 
 NO_TEST = "save without testing the connection"
@@ -25,18 +25,7 @@ def register(sub, common) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     add = add_command(actions, common, "add", "add a source: NAME KIND [options of the kind]", run_add)
-    add.add_argument("name")
-    add_no_test(add, NO_TEST)
-    kinds = add.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for kind in SOURCE_KINDS.all():
-        one = kinds.add_parser(
-            kind.name,
-            parents=[common],
-            help=kind.description,
-            description=f"{kind.label}: {kind.description}.",
-        )
-        add_kind_options(one, kind)
-        add_no_test(one, NO_TEST)
+    add_kind_parsers(add, common, SOURCE_KINDS.all(), NO_TEST)
     edit = add_command(
         actions, common, "edit", "change settings of a source (only the options given change)", run_edit
     )
@@ -53,17 +42,7 @@ def register(sub, common) -> None:
 def run_add(args, out) -> int:
     ws = workspace(args)
     kind = source_kind(args.kind)
-    values, secrets, fallback = kind_values(args, kind)
-    setup.add(
-        ws,
-        "source",
-        args.name,
-        kind.name,
-        values,
-        secrets=secrets,
-        fallback=fallback,
-        test=not getattr(args, "no_test", False),
-    )
+    save_added(ws, "source", args, kind)
     description = open_source(ws.plan.source(args.name), ws.store).describe()
     out.result(
         {"ok": True, "name": args.name, "kind": args.kind, "description": description},
@@ -76,18 +55,8 @@ def run_edit(args, out) -> int:
     ws = workspace(args)
     kind = source_kind(ws.plan.source(args.name).kind)
     refuse_foreign_options(args, kind, SOURCE_KINDS.all(), f"Source '{args.name}'")
-    values, secrets, fallback = kind_values(args, kind)
-    setup.edit(
-        ws,
-        "source",
-        args.name,
-        values,
-        secrets=secrets,
-        fallback=fallback,
-        test=not getattr(args, "no_test", False),
-    )
+    changed = sorted(save_edited(ws, "source", args, kind))
     description = open_source(ws.plan.source(args.name), ws.store).describe()
-    changed = sorted([*values, *secrets])
     out.result(
         {"ok": True, "name": args.name, "kind": kind.name, "description": description, "changed": changed},
         f"Source '{args.name}' changed ({', '.join(changed) or 'nothing'}): {description}.",

@@ -9,8 +9,10 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from drgui.core.engine.kinds import Kind, Setting
+from drgui.core.engine.kinds import Kind, Role, Setting
+from drgui.core.plan import setup
 from drgui.core.plan.secrets import read_secret_file, remember
+from drgui.core.plan.workspace import Workspace
 
 
 def _dest(setting: Setting) -> str:
@@ -60,6 +62,24 @@ def add_no_test(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--no-test", action="store_true", default=argparse.SUPPRESS, help=help_text)
 
 
+def add_kind_parsers(
+    add: argparse.ArgumentParser, common: argparse.ArgumentParser, kinds: Iterable[Kind], no_test_help: str
+) -> None:
+    """`add NAME KIND [options of the kind]`: the name, --no-test, and one subcommand a kind."""
+    add.add_argument("name")
+    add_no_test(add, no_test_help)
+    parsers = add.add_subparsers(dest="kind", metavar="KIND", required=True)
+    for kind in kinds:
+        one = parsers.add_parser(
+            kind.name,
+            parents=[common],
+            help=kind.description,
+            description=f"{kind.label}: {kind.description}.",
+        )
+        add_kind_options(one, kind)
+        add_no_test(one, no_test_help)
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and os.environ.get("DRGUI_NO_PROMPT") != "1"
 
@@ -94,6 +114,38 @@ def kind_values(
     for value in (*secrets.values(), *fallback.values()):
         remember(value)
     return values, secrets, fallback
+
+
+def save_added(ws: Workspace, role: Role, args: argparse.Namespace, kind: Kind) -> None:
+    """`add NAME KIND`: the kind's values from the options, added (and tested unless --no-test)."""
+    values, secrets, fallback = kind_values(args, kind)
+    setup.add(
+        ws,
+        role,
+        args.name,
+        kind.name,
+        values,
+        secrets=secrets,
+        fallback=fallback,
+        test=not getattr(args, "no_test", False),
+    )
+
+
+def save_edited(ws: Workspace, role: Role, args: argparse.Namespace, kind: Kind, **extra: Any) -> list[str]:
+    """`edit NAME`: the options given, changed (and tested unless --no-test); `extra` goes to
+    `setup.edit` as it is. Returns the names of the settings and secrets given."""
+    values, secrets, fallback = kind_values(args, kind)
+    setup.edit(
+        ws,
+        role,
+        args.name,
+        values,
+        secrets=secrets,
+        fallback=fallback,
+        test=not getattr(args, "no_test", False),
+        **extra,
+    )
+    return [*values, *secrets]
 
 
 def refuse_foreign_options(args: argparse.Namespace, kind: Kind, kinds: Iterable[Kind], what: str) -> None:

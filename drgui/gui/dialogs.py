@@ -50,7 +50,23 @@ def role_of(source: bool) -> Role:
     return "source" if source else "destination"
 
 
-class _Kinds(Mapping[str, Kind]):
+class _Fresh[V](Mapping[str, V]):
+    """A mapping computed afresh by `_all` on every use (from the kinds' registry, which may grow)."""
+
+    def _all(self) -> dict[str, V]:
+        raise NotImplementedError
+
+    def __getitem__(self, name: str) -> V:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+class _Kinds(_Fresh[Kind]):
     """The kinds of one role by name, read from the registry each time (a kind registered later shows)."""
 
     def __init__(self, role: Role) -> None:
@@ -59,36 +75,18 @@ class _Kinds(Mapping[str, Kind]):
     def _all(self) -> dict[str, Kind]:
         return {kind.name: kind for kind in setup.kinds_of(self.role)}
 
-    def __getitem__(self, name: str) -> Kind:
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
 
 SOURCE_FIELDS: Mapping[str, Kind] = _Kinds("source")
 DEST_FIELDS: Mapping[str, Kind] = _Kinds("destination")
 
 
-class _Labels(Mapping[str, str]):
+class _Labels(_Fresh[str]):
     """kind name -> the label the app shows (a source kind's when a source and a destination share a name)."""
 
     ROLES: tuple[Role, ...] = ("destination", "source")
 
     def _all(self) -> dict[str, str]:
         return {k.name: k.label for role in self.ROLES for k in setup.kinds_of(role)}
-
-    def __getitem__(self, name: str) -> str:
-        return self._all()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
 
 
 KIND_LABELS: Mapping[str, str] = _Labels()

@@ -35,7 +35,7 @@ from drgui.gui import humanize
 from drgui.gui.dialogs import DEST_FIELDS, KIND_LABELS, SOURCE_FIELDS, AddWork, FieldForm, split_form
 from drgui.gui.icons import icon
 from drgui.gui.kit import KitImportForm
-from drgui.gui.widgets import error_html
+from drgui.gui.widgets import action_button, error_html
 from drgui.gui.worker import Worker
 
 
@@ -127,10 +127,9 @@ class PlanPage(AsyncPage):
         self.setSubTitle("Name the product, and say how much data and time you can afford to lose.")
         kit_row = QHBoxLayout()
         kit_row.addWidget(QLabel("A new computer for a plan you already have?"))
-        self.kit_button = QPushButton("Restore from a recovery kit…")
-        self.kit_button.setObjectName("wizardKitButton")
-        self.kit_button.clicked.connect(wizard.restore_from_kit)
-        kit_row.addWidget(self.kit_button)
+        self.kit_button = action_button(
+            "Restore from a recovery kit…", "wizardKitButton", wizard.restore_from_kit, kit_row
+        )
         kit_row.addStretch(1)
         self.layout_.addLayout(kit_row)
         form = QFormLayout()
@@ -326,10 +325,7 @@ class BackupPage(QWizardPage):
         self.setTitle("First backup")
         self.setSubTitle("Make the first snapshot now; after that drgui backs up on schedule.")
         layout = QVBoxLayout(self)
-        self.button = QPushButton("Back up now")
-        self.button.setObjectName("wizardBackupButton")
-        self.button.clicked.connect(self.start)
-        layout.addWidget(self.button)
+        self.button = action_button("Back up now", "wizardBackupButton", self.start, layout)
         self.status = QLabel("You can also skip this and click Finish.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)

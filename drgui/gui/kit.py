@@ -28,7 +28,7 @@ from drgui.core.plan.home import Home
 from drgui.core.plan.secrets import remember
 from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
-from drgui.gui.widgets import MessageLine
+from drgui.gui.widgets import MessageLine, path_row
 from drgui.gui.worker import Worker
 
 KIT_EXPORT = "Recovery kit export"
@@ -130,17 +130,12 @@ class KitImportForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
-        kit_row = QHBoxLayout()
         self.kit_file = QLineEdit()
         self.kit_file.setObjectName("kitImportFile")
         self.kit_file.setPlaceholderText("FILE.kit.json")
-        kit_row.addWidget(self.kit_file, 1)
-        browse = QPushButton("Choose…")
-        browse.setObjectName("kitImportBrowse")
-        browse.setAccessibleName("Choose the kit file")
-        browse.clicked.connect(self.choose_file)
-        kit_row.addWidget(browse)
-        form.addRow("Kit file", kit_row)
+        form.addRow(
+            "Kit file", path_row(self.kit_file, "kitImportBrowse", "Choose the kit file", self.choose_file)
+        )
         if extra_rows is not None:
             extra_rows(form)
         self.passphrase = QLineEdit()

@@ -25,19 +25,9 @@ from drgui.core.errors import DrguiError
 from drgui.gui.controller import Controller
 from drgui.gui.icons import icon
 from drgui.gui.logfile import log_dir
+from drgui.gui.page_names import PAGES
 from drgui.gui.widgets import STYLE, Banner
 
-PAGES = (
-    "dashboard",
-    "sources",
-    "destinations",
-    "snapshots",
-    "drills",
-    "checklists",
-    "history",
-    "kit",
-    "settings",
-)
 # At 800×600 every page fits: "Back up now" on screen, no sideways scrolling (checked by the tests).
 MIN_WIDTH, MIN_HEIGHT = 800, 600
 SIDEBAR_WIDTH = 180

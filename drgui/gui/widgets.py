@@ -10,6 +10,7 @@ from PySide6 import QtGui
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QHideEvent
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -213,6 +214,39 @@ def heading_row(layout: QVBoxLayout, heading: QLabel, text: str, object_name: st
     head.addWidget(button)
     layout.addLayout(head)
     return button
+
+
+def action_button(text: str, object_name: str, slot, row: QBoxLayout | None = None) -> QPushButton:
+    """A push button named `object_name` that calls `slot`; added to `row` (a layout) when one is given."""
+    button = QPushButton(text)
+    button.setObjectName(object_name)
+    button.clicked.connect(slot)
+    if row is not None:
+        row.addWidget(button)
+    return button
+
+
+def label_card(heading: str, object_name: str | None = None) -> tuple[Card, QLabel]:
+    """A card holding one word-wrapped label (named `object_name`), for a page to fill in."""
+    card = Card(heading)
+    label = QLabel()
+    if object_name is not None:
+        label.setObjectName(object_name)
+    label.setWordWrap(True)
+    card.body.addWidget(label)
+    return card, label
+
+
+def path_row(field: QWidget, browse_name: str, accessible_name: str, slot) -> QHBoxLayout:
+    """A path field and its "Choose…" button (named `browse_name`, calling `slot`), as one form row."""
+    row = QHBoxLayout()
+    row.addWidget(field, 1)
+    browse = QPushButton("Choose…")
+    browse.setObjectName(browse_name)
+    browse.setAccessibleName(accessible_name)
+    browse.clicked.connect(slot)
+    row.addWidget(browse)
+    return row
 
 
 _BREAK_AFTER = re.compile(r"([/_@])(?=\S)")

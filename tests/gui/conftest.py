@@ -51,6 +51,14 @@ def gui_app(qtbot, files_ws: Workspace) -> Iterator:
     yield app
 
 
+@pytest.fixture
+def started(qtbot, gui_app):
+    """The app, started on the dashboard once its first status is read."""
+    with qtbot.waitSignal(gui_app.controller.status_changed, timeout=30_000):
+        gui_app.start("dashboard")
+    return gui_app
+
+
 @pytest.fixture(autouse=True)
 def shut_down_apps(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every App a test makes is shut down at its end: no timer of it fires in a later test. Its Qt

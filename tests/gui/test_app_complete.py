@@ -29,13 +29,6 @@ from tests.engine_fixtures import PASSPHRASE
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def started(qtbot, gui_app) -> App:
-    with qtbot.waitSignal(gui_app.controller.status_changed, timeout=30_000):
-        gui_app.start("dashboard")
-    return gui_app
-
-
 def export_kit(qtbot, app: App, pdf: Path):
     window = app.window
     window.findChild(type(window.open_log_action), "kitExportAction").trigger()

@@ -17,13 +17,6 @@ from tests.engine_fixtures import PASSPHRASE
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def started(qtbot, gui_app) -> App:
-    with qtbot.waitSignal(gui_app.controller.status_changed, timeout=30_000):
-        gui_app.start("dashboard")
-    return gui_app
-
-
 def test_every_page_exists_and_the_dashboard_shows_the_status(started) -> None:
     window = started.window
     assert [window.pages[name].objectName() for name in PAGES] == [f"{n}Page" for n in PAGES]

@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 from drgui.gui.app import App
-from tests.gui.test_pages import started  # noqa: F401 (a fixture)
 
 
-def test_a_two_unit_duration_shown_unchanged_is_kept(started: App) -> None:  # noqa: F811
+def test_a_two_unit_duration_shown_unchanged_is_kept(started: App) -> None:
     started.ws.plan.rpo_seconds = 90 * 60
     started.ws.plan.rto_seconds = 26 * 3600
     started.ws.save()
@@ -21,7 +20,7 @@ def test_a_two_unit_duration_shown_unchanged_is_kept(started: App) -> None:  # n
     assert (plan.rpo_seconds, plan.rto_seconds) == (90 * 60, 26 * 3600)
 
 
-def test_a_duration_that_cannot_be_read_is_refused_and_the_plan_is_unchanged(started: App) -> None:  # noqa: F811
+def test_a_duration_that_cannot_be_read_is_refused_and_the_plan_is_unchanged(started: App) -> None:
     page = started.window.pages["settings"]
     before = started.ws.plan.rpo_seconds
     page.rpo.setText("1y")  # a retention span's unit, not an interval's
@@ -31,7 +30,7 @@ def test_a_duration_that_cannot_be_read_is_refused_and_the_plan_is_unchanged(sta
     assert started.ws.reload().rpo_seconds == before
 
 
-def test_a_new_two_unit_duration_is_read(started: App) -> None:  # noqa: F811
+def test_a_new_two_unit_duration_is_read(started: App) -> None:
     """The notation Settings shows ('2h 30m') is the one it reads, not only when left unchanged."""
     page = started.window.pages["settings"]
     page.rpo.setText("2h 30m")

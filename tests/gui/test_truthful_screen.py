@@ -40,13 +40,6 @@ from drgui.report.drill_report import render_html, write_pdf
 from tests.gui.test_restore_wizard import drill_ws  # noqa: F401 (a fixture)
 
 
-@pytest.fixture
-def started(qtbot, gui_app) -> App:
-    with qtbot.waitSignal(gui_app.controller.status_changed, timeout=30_000):
-        gui_app.start("dashboard")
-    return gui_app
-
-
 def refreshed(qtbot, app: App) -> None:
     with qtbot.waitSignal(app.controller.status_changed, timeout=30_000):
         app.controller.refresh()

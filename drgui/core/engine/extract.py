@@ -278,14 +278,7 @@ def _check_member(
     kind = member_kind(member)
     if kind is None:
         raise OperationFailed(f"'{path}': not a file, directory or symbolic link; not restored")
-    if path in seen:
-        raise OperationFailed(f"'{path}': appears twice in the archive")
-    parts = path.split("/")
-    for depth in range(1, len(parts)):
-        parent = "/".join(parts[:depth])
-        if seen.get(parent, "dir") != "dir":
-            raise OperationFailed(f"'{path}': would be written through the {seen[parent]} '{parent}'")
-    seen[path] = kind
+    _claim(path, kind, seen, "appears twice in the archive")
     item = expected.items.get(path)
     if item is None:
         if kind == "dir" and not expected.typed:
@@ -308,6 +301,19 @@ def _check_member(
         if size != item.get("size", size) or digest != item.get("sha256"):
             raise OperationFailed(f"'{path}': content differs from the manifest (sha256)")
     report.counts[kind] += 1
+
+
+def _claim(path: str, kind: str, seen: dict[str, str], twice: str) -> None:
+    """Refuse a path met before (`twice` says how) or below something that is not a directory; then
+    remember it as a `kind`."""
+    if path in seen:
+        raise OperationFailed(f"'{path}': {twice}")
+    parts = path.split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if seen.get(parent, "dir") != "dir":
+            raise OperationFailed(f"'{path}': would be written through the {seen[parent]} '{parent}'")
+    seen[path] = kind
 
 
 def check_archive(
@@ -467,14 +473,7 @@ def _check_entry(
     report: ArchiveReport,
 ) -> None:
     path = entry_path(item.path)
-    if path in seen:
-        raise OperationFailed(f"'{path}': listed twice")
-    parts = path.split("/")
-    for depth in range(1, len(parts)):
-        parent = "/".join(parts[:depth])
-        if seen.get(parent, "dir") != "dir":
-            raise OperationFailed(f"'{path}': would be written through the {seen[parent]} '{parent}'")
-    seen[path] = item.type
+    _claim(path, item.type, seen, "listed twice")
     if item.type == "dir":
         writer.directory(path)
         report.directories.append((path, item.mode & MODE_BITS, float(item.mtime)))

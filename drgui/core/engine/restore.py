@@ -506,12 +506,7 @@ def _unpack(
         try:
             return check_archive(reader, entry, DiskWriter(staging), cancel, part["path"])
         except OSError as error:
-            where = staging.parent.parent  # the target's parent (the staging holder is removed)
-            hint = "Free some space there, or restore into a directory on another disk."
-            raise OperationFailed(
-                f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
-                hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
-            ) from None
+            raise _write_failed(error, staging) from None
 
 
 def _unpack_packed(
@@ -529,12 +524,17 @@ def _unpack_packed(
             dest, snapshot_id, entry, identity, DiskWriter(staging), cancel, staging.parent, progress
         )
     except OSError as error:
-        where = staging.parent.parent
-        hint = "Free some space there, or restore into a directory on another disk."
-        raise OperationFailed(
-            f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
-            hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
-        ) from None
+        raise _write_failed(error, staging) from None
+
+
+def _write_failed(error: OSError, staging: Path) -> OperationFailed:
+    """The refusal for a restored tree that could not be written into `staging`."""
+    where = staging.parent.parent  # the target's parent (the staging holder is removed)
+    hint = "Free some space there, or restore into a directory on another disk."
+    return OperationFailed(
+        f"Cannot write the restored files in {where}: {error.strerror}; not restored.",
+        hint=hint if error.errno in (errno.ENOSPC, errno.EDQUOT) else None,
+    )
 
 
 @contextlib.contextmanager

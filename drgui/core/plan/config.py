@@ -130,23 +130,10 @@ class Plan:
         return _random.token_hex(4)
 
     def source(self, name: str) -> SourceConfig:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        known = ", ".join(s.name for s in self.sources) or "none yet"
-        raise UsageError(
-            f"There is no source named '{name}'.", hint=f"Known sources: {known}. See `drgui source list`."
-        )
+        return _named(self.sources, name, "source", "source")
 
     def destination(self, name: str) -> DestConfig:
-        for dest in self.destinations:
-            if dest.name == name:
-                return dest
-        known = ", ".join(d.name for d in self.destinations) or "none yet"
-        raise UsageError(
-            f"There is no destination named '{name}'.",
-            hint=f"Known destinations: {known}. See `drgui dest list`.",
-        )
+        return _named(self.destinations, name, "destination", "dest")
 
     def to_toml(self) -> dict[str, Any]:
         return {
@@ -339,3 +326,14 @@ def save(home: Home, plan: Plan) -> None:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _named[E: (SourceConfig, DestConfig)](entries: list[E], name: str, what: str, command: str) -> E:
+    """The entry called `name`, else a UsageError listing the known ones (`drgui COMMAND list`)."""
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(e.name for e in entries) or "none yet"
+    raise UsageError(
+        f"There is no {what} named '{name}'.", hint=f"Known {what}s: {known}. See `drgui {command} list`."
+    )

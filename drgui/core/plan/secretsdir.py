@@ -37,6 +37,21 @@ def _closed(mode: int) -> bool:
     return mode & (stat.S_IRWXG | stat.S_IRWXO) == 0
 
 
+def _refuse_shared(
+    what: str, info: os.stat_result, owners: set[int], chown_hint: str, verb: str, chmod_hint: str
+) -> None:
+    """Refuse `what` (a directory or file of secrets) unless one of `owners` owns it and only its owner
+    has any access (`verb`: what other users could do with it)."""
+    if info.st_uid not in owners:
+        raise EnvironmentNotReady(
+            f"{what} belongs to uid {info.st_uid}, not to this user ({os.geteuid()}).", hint=chown_hint
+        )
+    if not _closed(info.st_mode):
+        raise EnvironmentNotReady(
+            f"{what} can be {verb} by other users (mode {stat.S_IMODE(info.st_mode):o}).", hint=chmod_hint
+        )
+
+
 @dataclass(frozen=True)
 class SecretsDirectory:
     """Where secrets are read (and, for a secrets directory, written) instead of the keyring."""
@@ -70,16 +85,14 @@ class SecretsDirectory:
                 f"The secrets directory {path} is not a directory (a link or a file).",
                 hint="Give --secrets-dir a real directory owned by this user with mode 0700.",
             )
-        if info.st_uid != os.geteuid():
-            raise EnvironmentNotReady(
-                f"The secrets directory {path} belongs to uid {info.st_uid}, not to this user ({os.geteuid()}).",
-                hint=f"chown $(id -u) {path} (run drgui as the user that owns its secrets)",
-            )
-        if not _closed(info.st_mode):
-            raise EnvironmentNotReady(
-                f"The secrets directory {path} can be opened by other users (mode {stat.S_IMODE(info.st_mode):o}).",
-                hint=f"chmod 700 {path}",
-            )
+        _refuse_shared(
+            f"The secrets directory {path}",
+            info,
+            {os.geteuid()},
+            f"chown $(id -u) {path} (run drgui as the user that owns its secrets)",
+            "opened",
+            f"chmod 700 {path}",
+        )
         for entry in sorted(path.iterdir()):  # every secret in it, not only those this run reads
             if not entry.name.endswith(".partial"):
                 self._file(path, entry.name, systemd=False)
@@ -98,16 +111,9 @@ class SecretsDirectory:
                 hint=f"Replace it with a file owned by this user with mode 0600: {path}",
             )
         owners = {os.geteuid(), 0} if systemd else {os.geteuid()}
-        if info.st_uid not in owners:
-            raise EnvironmentNotReady(
-                f"The secret file {path} belongs to uid {info.st_uid}, not to this user ({os.geteuid()}).",
-                hint=f"chown $(id -u) {path}",
-            )
-        if not _closed(info.st_mode):
-            raise EnvironmentNotReady(
-                f"The secret file {path} can be read by other users (mode {stat.S_IMODE(info.st_mode):o}).",
-                hint=f"chmod 600 {path}",
-            )
+        _refuse_shared(
+            f"The secret file {path}", info, owners, f"chown $(id -u) {path}", "read", f"chmod 600 {path}"
+        )
         return path
 
     def get(self, kind: str, name: str, field: str) -> str | None:

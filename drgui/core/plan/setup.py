@@ -116,11 +116,7 @@ def add_source(
     """Store secrets in the keyring, test (unless told not to), then save; nothing is kept on failure.
     `settings` are in their stored form (as `add` builds them; the demo and tests pass them directly)."""
     spec = source_kind(kind)
-    _check_new_name([s.name for s in ws.plan.sources], name, "source")
-    settings = dict(settings)
-    if "path" in settings:
-        settings["path"] = str(Path(settings["path"]).expanduser().absolute())
-    secrets = {k: v for k, v in (secrets or {}).items() if v}
+    settings, secrets = _new_entry(ws, "source", name, settings, secrets)
     if "has_password" in spec.derived:
         settings.setdefault("has_password", "password" in secrets)
     source_config = SourceConfig(name, kind, settings)
@@ -131,9 +127,7 @@ def add_source(
         secrets,
         lambda: open_source(source_config, ws.store).preflight() if test else None,
     )
-    ws.plan.sources.append(source_config)
-    ws.save()
-    ws.history.append_event("settings.source_add", {"name": name, "kind": kind})
+    _save_added(ws, "source", source_config)
     return source_config
 
 
@@ -158,13 +152,39 @@ def _store_and_check(
         raise
 
 
-def remove_source(ws: Workspace, name: str) -> None:
-    source = ws.plan.source(name)
-    for field_name in _all_secret_fields("source"):
-        ws.store.delete("source", name, field_name)
-    ws.plan.sources.remove(source)
+def _new_entry(
+    ws: Workspace, role: Role, name: str, settings: dict[str, Any], secrets: dict[str, str] | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What both adds check and normalise: a name not yet taken, `path` made absolute, empty secrets
+    dropped."""
+    _check_new_name([e.name for e in _entries(ws, role)], name, role)
+    settings = dict(settings)
+    if "path" in settings:
+        settings["path"] = str(Path(settings["path"]).expanduser().absolute())
+    return settings, {k: v for k, v in (secrets or {}).items() if v}
+
+
+def _save_added(ws: Workspace, role: Role, config: SourceConfig | DestConfig) -> None:
+    entries: list[Any] = _entries(ws, role)
+    entries.append(config)
     ws.save()
-    ws.history.append_event("settings.source_remove", {"name": name})
+    ws.history.append_event(f"settings.{_store_kind(role)}_add", {"name": config.name, "kind": config.kind})
+
+
+def _remove(ws: Workspace, role: Role, name: str) -> None:
+    """Forget a source or destination and every keyring entry any kind of its role could have left."""
+    entry = ws.plan.source(name) if role == "source" else ws.plan.destination(name)
+    store_kind = _store_kind(role)
+    for field_name in _all_secret_fields(role):
+        ws.store.delete(store_kind, name, field_name)
+    entries: list[Any] = _entries(ws, role)
+    entries.remove(entry)
+    ws.save()
+    ws.history.append_event(f"settings.{store_kind}_remove", {"name": name})
+
+
+def remove_source(ws: Workspace, name: str) -> None:
+    _remove(ws, "source", name)
 
 
 def _all_secret_fields(role: Role) -> tuple[str, ...]:
@@ -185,16 +205,10 @@ def add_destination(
     """As `add_source`; the destination's directory is made (kinds that say so), tested, and given the
     plan's wrapped identity."""
     spec = dest_kind(kind)
-    _check_new_name([d.name for d in ws.plan.destinations], name, "destination")
-    settings = dict(settings)
-    if "path" in settings:
-        settings["path"] = str(Path(settings["path"]).expanduser().absolute())
-    secrets = {k: v for k, v in (secrets or {}).items() if v}
+    settings, secrets = _new_entry(ws, "destination", name, settings, secrets)
     dest_config = DestConfig(name, kind, settings, dict(spec.default_retention))
     _store_and_check(ws, "destination", name, secrets, lambda: _prepare(ws, spec, dest_config, test))
-    ws.plan.destinations.append(dest_config)
-    ws.save()
-    ws.history.append_event("settings.dest_add", {"name": name, "kind": kind})
+    _save_added(ws, "destination", dest_config)
     return dest_config
 
 
@@ -215,12 +229,7 @@ def _prepare(ws: Workspace, spec: Kind, config: DestConfig, test: bool, *, moved
 
 
 def remove_destination(ws: Workspace, name: str) -> None:
-    dest = ws.plan.destination(name)
-    for field_name in _all_secret_fields("destination"):
-        ws.store.delete("dest", name, field_name)
-    ws.plan.destinations.remove(dest)
-    ws.save()
-    ws.history.append_event("settings.dest_remove", {"name": name})
+    _remove(ws, "destination", name)
 
 
 # --- edit ------------------------------------------------------------------------------------------

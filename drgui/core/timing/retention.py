@@ -127,8 +127,8 @@ def parse_retention_span(text: str) -> Duration:
     return Duration(years=values["y"], months=values["m"], days=values["d"], hours=values["h"])
 
 
-_COUNT_FIELDS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-_WITHIN_FIELDS = (
+COUNT_FIELDS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+WITHIN_FIELDS = (
     "within",
     "within_hourly",
     "within_daily",
@@ -160,14 +160,14 @@ class Policy:
     within_yearly: str = ""
 
     def __post_init__(self) -> None:
-        for name in _COUNT_FIELDS:
+        for name in COUNT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < -1:
                 raise UsageError(
                     f"invalid retention count {name} = {value!r}: expected a whole number >= 0, or -1 (all)",
                     hint=f"set for example {name} = 7, or {name} = -1 to keep one per bucket without limit",
                 )
-        for name in _WITHIN_FIELDS:
+        for name in WITHIN_FIELDS:
             duration = parse_retention_span(getattr(self, name))
             if duration.has_negative():
                 raise UsageError(
@@ -178,11 +178,11 @@ class Policy:
 
     def durations(self) -> dict[str, Duration]:
         """The parsed duration of every ``within*`` rule, by field name."""
-        return {name: parse_retention_span(getattr(self, name)) for name in _WITHIN_FIELDS}
+        return {name: parse_retention_span(getattr(self, name)) for name in WITHIN_FIELDS}
 
     def is_empty(self) -> bool:
         """True when no rule is on (restic's ``Empty``): such a policy removes nothing."""
-        no_counts = all(getattr(self, name) == 0 for name in _COUNT_FIELDS)
+        no_counts = all(getattr(self, name) == 0 for name in COUNT_FIELDS)
         return no_counts and all(duration.is_zero() for duration in self.durations().values())
 
     @classmethod
@@ -196,14 +196,14 @@ class Policy:
                 f"invalid retention policy {data!r}: expected a table of rules",
                 hint="write for example: [destinations.NAME.retention] daily = 7",
             )
-        known = ", ".join(_COUNT_FIELDS + _WITHIN_FIELDS)
+        known = ", ".join(COUNT_FIELDS + WITHIN_FIELDS)
         values: dict[str, object] = {}
         for key, value in data.items():
-            if key not in _COUNT_FIELDS and key not in _WITHIN_FIELDS:
+            if key not in COUNT_FIELDS and key not in WITHIN_FIELDS:
                 raise UsageError(f"unknown retention rule {key!r}", hint=f"use one of: {known}")
-            if key in _COUNT_FIELDS and value == "unlimited":
+            if key in COUNT_FIELDS and value == "unlimited":
                 value = -1
-            if key in _WITHIN_FIELDS and not isinstance(value, str):
+            if key in WITHIN_FIELDS and not isinstance(value, str):
                 raise UsageError(
                     f"invalid retention duration {key} = {value!r}: expected a string such as '1y2m3d3h'",
                     hint=_DURATION_HINT,
@@ -218,7 +218,7 @@ class Policy:
     def describe(self) -> str:
         """restic's one-line summary, e.g. 'keep 30 daily, 12 monthly snapshots'."""
         counts = []
-        for name, word in zip(_COUNT_FIELDS, ("latest", *_COUNT_FIELDS[1:]), strict=True):
+        for name, word in zip(COUNT_FIELDS, ("latest", *COUNT_FIELDS[1:]), strict=True):
             value = getattr(self, name)
             if value > 0:
                 counts.append(f"{value} {word}")
@@ -228,7 +228,7 @@ class Policy:
         text = f"{', '.join(counts)} snapshots" if counts else ""
         bucketed = [
             f"{name.removeprefix('within_')} snapshots within {durations[name]}"
-            for name in _WITHIN_FIELDS[1:]
+            for name in WITHIN_FIELDS[1:]
             if not durations[name].is_zero()
         ]
         text = ", ".join(part for part in (text, *bucketed) if part)
@@ -335,12 +335,12 @@ def plan(times: Sequence[datetime], policy: Policy, *, now: datetime | None = No
     within_threshold = threshold("within") if keep_within else None
     count_rules = [
         _BucketRule(f"{name} snapshot", _BUCKETS.get(name), remaining=count)
-        for name in _COUNT_FIELDS
+        for name in COUNT_FIELDS
         if (count := getattr(policy, name)) != 0
     ]
     within_rules = [
         _BucketRule(f"{kind} within {durations[name]}", _BUCKETS[kind], threshold=threshold(name))
-        for name in _WITHIN_FIELDS[1:]
+        for name in WITHIN_FIELDS[1:]
         if not durations[name].is_zero() and (kind := name.removeprefix("within_"))
     ]
 

@@ -111,6 +111,17 @@ class ExportWork:
         return self.path, self.ws.history.export_csv(self.path)
 
 
+def _date_filter(object_name: str, accessible_name: str, slot) -> QDateEdit:
+    """A date field of the filter row (yyyy-MM-dd, with a calendar) that calls `slot` when changed."""
+    edit = QDateEdit()
+    edit.setObjectName(object_name)
+    edit.setAccessibleName(accessible_name)
+    edit.setCalendarPopup(True)
+    edit.setDisplayFormat("yyyy-MM-dd")
+    edit.dateChanged.connect(slot)
+    return edit
+
+
 class HistoryPage(QWidget):
     def __init__(self, controller: Controller) -> None:
         super().__init__()
@@ -138,20 +149,10 @@ class HistoryPage(QWidget):
         self.kind.currentIndexChanged.connect(self.apply_filters)
         filters.addWidget(self.kind)
         filters.addWidget(QLabel("from"))
-        self.since = QDateEdit()
-        self.since.setObjectName("historySince")
-        self.since.setAccessibleName("From date")
-        self.since.setCalendarPopup(True)
-        self.since.setDisplayFormat("yyyy-MM-dd")
-        self.since.dateChanged.connect(self.apply_filters)
+        self.since = _date_filter("historySince", "From date", self.apply_filters)
         filters.addWidget(self.since)
         filters.addWidget(QLabel("to"))
-        self.until = QDateEdit()
-        self.until.setObjectName("historyUntil")
-        self.until.setAccessibleName("To date")
-        self.until.setCalendarPopup(True)
-        self.until.setDisplayFormat("yyyy-MM-dd")
-        self.until.dateChanged.connect(self.apply_filters)
+        self.until = _date_filter("historyUntil", "To date", self.apply_filters)
         filters.addWidget(self.until)
         filters.addStretch(1)
         self.export_button = QPushButton("Export CSV…")

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QUrl, Slot
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QWidget
+from PySide6.QtWidgets import QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QWidget
 
 from drgui.core.errors import DrguiError, UsageError
 from drgui.core.plan.home import Home
 from drgui.gui.controller import Controller
 from drgui.gui.kit import KIT_EXPORT, KitExportWork, KitImportForm, pdf_path, print_kit
-from drgui.gui.widgets import Card, MessageLine, muted, scrolling_page, title
+from drgui.gui.widgets import Card, MessageLine, action_button, muted, path_row, scrolling_page, title
 
 
 def default_pdf(plan_name: str) -> Path:
@@ -37,32 +37,21 @@ class KitPage(QWidget):
 
         export = Card("Export")
         form = QFormLayout()
-        row = QHBoxLayout()
         self.export_path = QLineEdit(str(default_pdf(controller.ws.plan.name)))
         self.export_path.setObjectName("kitExportPath")
-        row.addWidget(self.export_path, 1)
-        browse = QPushButton("Choose…")
-        browse.setObjectName("kitExportBrowse")
-        browse.setAccessibleName("Choose where to write the kit")
-        browse.clicked.connect(self.choose_export)
-        row.addWidget(browse)
-        form.addRow("PDF file", row)
+        form.addRow(
+            "PDF file",
+            path_row(
+                self.export_path, "kitExportBrowse", "Choose where to write the kit", self.choose_export
+            ),
+        )
         export.body.addLayout(form)
         buttons = QHBoxLayout()
-        self.export_button = QPushButton("Export the kit")
-        self.export_button.setObjectName("kitExportButton")
-        self.export_button.clicked.connect(self.export)
-        buttons.addWidget(self.export_button)
-        self.print_button = QPushButton("Print…")
-        self.print_button.setObjectName("kitPrintButton")
+        self.export_button = action_button("Export the kit", "kitExportButton", self.export, buttons)
+        self.print_button = action_button("Print…", "kitPrintButton", self.print_, buttons)
         self.print_button.setEnabled(False)
-        self.print_button.clicked.connect(self.print_)
-        buttons.addWidget(self.print_button)
-        self.open_button = QPushButton("Open the PDF")
-        self.open_button.setObjectName("kitOpenPdfButton")
+        self.open_button = action_button("Open the PDF", "kitOpenPdfButton", self.open_pdf, buttons)
         self.open_button.setEnabled(False)
-        self.open_button.clicked.connect(self.open_pdf)
-        buttons.addWidget(self.open_button)
         buttons.addStretch(1)
         export.body.addLayout(buttons)
         self.export_message = MessageLine(controller, "kitExportMessage")

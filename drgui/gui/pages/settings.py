@@ -28,7 +28,7 @@ from drgui.core.timing import schedule
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import DRIVE_SYNC_SETTING, drive_sync_mode
-from drgui.gui.widgets import Card, MessageLine, muted, scrolling_page, title
+from drgui.gui.widgets import Card, MessageLine, action_button, label_card, muted, scrolling_page, title
 
 SCHEDULE_RULES = {
     "backup": [
@@ -200,10 +200,7 @@ class SettingsPage(QWidget):
         layout.addWidget(drive)
 
         save_row = QHBoxLayout()
-        self.save_button = QPushButton("Save settings")
-        self.save_button.setObjectName("saveSettingsButton")
-        self.save_button.clicked.connect(self.save)
-        save_row.addWidget(self.save_button)
+        self.save_button = action_button("Save settings", "saveSettingsButton", self.save, save_row)
         self.message = MessageLine(controller, "settingsMessage")
         save_row.addWidget(self.message, 1)
         save_row.addStretch(0)
@@ -211,24 +208,13 @@ class SettingsPage(QWidget):
 
         self.build_notifications(layout)
 
-        self.retention = Card("Retention (per destination)")
-        self.retention_label = QLabel()
-        self.retention_label.setWordWrap(True)
-        self.retention.body.addWidget(self.retention_label)
+        self.retention, self.retention_label = label_card("Retention (per destination)")
         layout.addWidget(self.retention)
 
-        keyring_card = Card("Keyring")
-        self.keyring_label = QLabel()
-        self.keyring_label.setObjectName("keyringStatus")
-        self.keyring_label.setWordWrap(True)
-        keyring_card.body.addWidget(self.keyring_label)
+        keyring_card, self.keyring_label = label_card("Keyring", "keyringStatus")
         layout.addWidget(keyring_card)
         # The everyday and the prune key of each S3 destination, and its Object Lock (docs/offsite.md).
-        offsite_card = Card("Offsite keys (S3)")
-        self.offsite_label = QLabel()
-        self.offsite_label.setObjectName("offsiteKeys")
-        self.offsite_label.setWordWrap(True)
-        offsite_card.body.addWidget(self.offsite_label)
+        offsite_card, self.offsite_label = label_card("Offsite keys (S3)", "offsiteKeys")
         layout.addWidget(offsite_card)
         layout.addStretch(1)
         self.load()
@@ -248,18 +234,9 @@ class SettingsPage(QWidget):
         form.addRow("New webhook URL", self.webhook_edit)
         card.body.addLayout(form)
         buttons = QHBoxLayout()
-        self.webhook_save = QPushButton("Save webhook")
-        self.webhook_save.setObjectName("webhookSaveButton")
-        self.webhook_save.clicked.connect(self.save_webhook)
-        buttons.addWidget(self.webhook_save)
-        self.webhook_test = QPushButton("Send a test")
-        self.webhook_test.setObjectName("webhookTestButton")
-        self.webhook_test.clicked.connect(self.test_webhook)
-        buttons.addWidget(self.webhook_test)
-        self.webhook_clear = QPushButton("Remove")
-        self.webhook_clear.setObjectName("webhookClearButton")
-        self.webhook_clear.clicked.connect(self.clear_webhook)
-        buttons.addWidget(self.webhook_clear)
+        self.webhook_save = action_button("Save webhook", "webhookSaveButton", self.save_webhook, buttons)
+        self.webhook_test = action_button("Send a test", "webhookTestButton", self.test_webhook, buttons)
+        self.webhook_clear = action_button("Remove", "webhookClearButton", self.clear_webhook, buttons)
         buttons.addStretch(1)
         card.body.addLayout(buttons)
         reminder_row = QHBoxLayout()

@@ -165,6 +165,18 @@ def store_content(
     return size, sha256, *found
 
 
+def reuse_unchanged(packs: PackContext, entry: FileEntry, parent: FileEntry, size: int) -> None:
+    """An unchanged file (as the parent snapshot had it): its content is the parent's, not read again."""
+    entry.size, entry.sha256, entry.pack, entry.member = (
+        parent.size,
+        parent.sha256,
+        parent.pack,
+        parent.member,
+    )
+    packs.counts.files_unchanged += 1
+    packs.counts.bytes_unchanged += size
+
+
 def scan_folder(
     root: Path,
     excludes: list[str],
@@ -196,14 +208,7 @@ def scan_folder(
                 == (info.st_size, info.st_mtime_ns, info.st_ino)
                 and packs.reusable(parent.pack)
             ):
-                entry.size, entry.sha256, entry.pack, entry.member = (
-                    parent.size,
-                    parent.sha256,
-                    parent.pack,
-                    parent.member,
-                )
-                counts.files_unchanged += 1
-                counts.bytes_unchanged += info.st_size
+                reuse_unchanged(packs, entry, parent, info.st_size)
             else:
                 try:
                     handle = open(path, "rb")  # noqa: SIM115 - closed below

@@ -27,7 +27,7 @@ from drgui.core.engine.s3common import describe_location, error_code, make_clien
 from drgui.core.engine.scratch import STAGING_MARK
 from drgui.core.engine.snapshot import find_part, safety_source_name
 from drgui.core.engine.sources.base import CaptureContext, PartStream, Source, tar_part_stream
-from drgui.core.engine.sources.folder import Throttle, _HashingFile, store_content
+from drgui.core.engine.sources.folder import Throttle, _HashingFile, reuse_unchanged, store_content
 from drgui.core.errors import DestinationError, DrguiError, OperationFailed, SourceError, UsageError
 from drgui.core.plan.config import SourceConfig
 from drgui.core.progress import CancelToken, Progress, ProgressCallback, ignore_progress
@@ -134,28 +134,41 @@ class S3Source(Source):
             )
         return [i for i in listing if staging_name(i["Key"][len(self._list_prefix) :]) is None]
 
+    def _objects(self, ctx: CaptureContext) -> list[tuple[dict[str, Any], str, str]]:
+        """The listed objects as (listing item, key below the prefix, member name), without the prefix's
+        own "folder" placeholder (an empty key after the prefix)."""
+        listing = self._listing(ctx)
+        names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
+        relatives = [(item, item["Key"][len(self._list_prefix) :]) for item in listing]
+        return [(item, relative, names[relative]) for item, relative in relatives if relative]
+
+    def _get_unless_gone(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """GetObject of a listed object, or None when it was deleted or replaced since the listing (the
+        next run takes the new one)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response: dict[str, Any] = self.client.get_object(
+                Bucket=self.bucket, Key=item["Key"], IfMatch=item["ETag"]
+            )
+            return response
+        except (ClientError, BotoCoreError) as error:
+            if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
+                return None
+            self._fail(error, f"read {item['Key']}")
+
     def _write_tar(
         self, out: BinaryIO, files: list[dict[str, Any]], cancel: CancelToken, ctx: CaptureContext
     ) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        listing = self._listing(ctx)
-        names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
-        # (an empty key after the prefix is the prefix's own "folder" placeholder, skipped below)
+        objects = self._objects(ctx)
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for item in listing:
+            for item, relative, name in objects:
                 cancel.check()
                 key = item["Key"]
-                relative = key[len(self._list_prefix) :]
-                if not relative:
-                    continue  # the prefix's own "folder" placeholder
-                try:
-                    response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=item["ETag"])
-                except (ClientError, BotoCoreError) as error:
-                    if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
-                        continue  # deleted or replaced since the listing: the next run takes the new one
-                    self._fail(error, f"read {key}")
-                info = tarfile.TarInfo(names[relative])
+                response = self._get_unless_gone(item)
+                if response is None:
+                    continue
+                info = tarfile.TarInfo(name)
                 info.size = int(response["ContentLength"])
                 info.mtime = int(item["LastModified"].timestamp())
                 info.mode = 0o644
@@ -182,18 +195,14 @@ class S3Source(Source):
         tmp dir when large), hashed, and stored unless its content is already at the destination."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        listing = self._listing(ctx)
-        names = member_names([item["Key"][len(self._list_prefix) :] for item in listing])
+        objects = self._objects(ctx)
         counts, throttle, cancel = packs.counts, Throttle(packs), packs.writer.cancel
-        for item in listing:
+        for item, relative, name in objects:
             cancel.check()
             key = item["Key"]
-            relative = key[len(self._list_prefix) :]
-            if not relative:
-                continue  # the prefix's own "folder" placeholder
             etag, size = str(item["ETag"]).strip('"'), int(item["Size"])
             entry = FileEntry(
-                names[relative],
+                name,
                 "file",
                 mode=0o644,
                 mtime=int(item["LastModified"].timestamp()),
@@ -209,21 +218,11 @@ class S3Source(Source):
                 and (parent.key, parent.size, parent.etag) == (key, size, etag)
                 and packs.reusable(parent.pack)
             ):
-                entry.size, entry.sha256, entry.pack, entry.member = (
-                    parent.size,
-                    parent.sha256,
-                    parent.pack,
-                    parent.member,
-                )
-                counts.files_unchanged += 1
-                counts.bytes_unchanged += size
+                reuse_unchanged(packs, entry, parent, size)
             else:
-                try:
-                    response = self.client.get_object(Bucket=self.bucket, Key=key, IfMatch=item["ETag"])
-                except (ClientError, BotoCoreError) as error:
-                    if error_code(error) in ("NoSuchKey", "PreconditionFailed", "412"):
-                        continue  # deleted or replaced since the listing: the next run takes the new one
-                    self._fail(error, f"read {key}")
+                response = self._get_unless_gone(item)
+                if response is None:
+                    continue
                 with tempfile.SpooledTemporaryFile(SMALL_FILE, mode="w+b", dir=str(ctx.workdir)) as spool:
                     try:
                         while chunk := response["Body"].read(CHUNK):
@@ -345,15 +344,18 @@ class StagingWriter:
         try:
             self.client.upload_fileobj(hashing, self.bucket, key, Config=self.config)
         except (ClientError, BotoCoreError) as error:
-            try:
-                raise_s3_error(error, self.what, self.bucket, f"write {key}")
-            except DrguiError as translated:
-                raise _UploadFailed(translated) from None
+            self._write_failed(error, key)
         self.staged.append(relative)
         return hashing.size, hashing.digest.hexdigest()
 
     def symlink(self, path: str, target: str, mtime: float) -> None:
         raise OperationFailed(f"'{path}': a link cannot be an S3 object")
+
+    def _write_failed(self, error: BaseException, key: str) -> NoReturn:
+        try:
+            raise_s3_error(error, self.what, self.bucket, f"write {key}")
+        except DrguiError as translated:
+            raise _UploadFailed(translated) from None
 
     def register(self, item: FileEntry) -> None:
         """Format 2: the file list gives each tree name's object key (check_packed_tree calls this)."""
@@ -374,10 +376,7 @@ class StagingWriter:
                 Config=self.config,
             )
         except (ClientError, BotoCoreError) as error:
-            try:
-                raise_s3_error(error, self.what, self.bucket, f"write {key}")
-            except DrguiError as translated:
-                raise _UploadFailed(translated) from None
+            self._write_failed(error, key)
         self.staged.append(relative)
 
 
