@@ -66,8 +66,8 @@ def test_index_rejects_any_change() -> None:
         Index.from_bytes(data[:-10])
     # A future format is refused with a clear message, even with a valid checksum.
     future = _index()
-    future.format = 2
-    with pytest.raises(OperationFailed, match="format 2"):
+    future.format = 3
+    with pytest.raises(OperationFailed, match="format 3"):
         Index.from_bytes(future.to_bytes())
 
 
