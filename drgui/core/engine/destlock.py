@@ -35,6 +35,7 @@ from typing import Any, Literal
 from drgui.core import fmt
 from drgui.core.engine.destinations.base import Destination
 from drgui.core.errors import DestinationError, EnvironmentNotReady
+from drgui.core.timing.clock import format_iso, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,9 @@ def _time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_iso(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def read_locks(dest: Destination) -> list[LockRecord]:
@@ -179,8 +179,8 @@ class DestLock:
                 "pid": os.getpid(),
                 "mode": self.mode,
                 "purpose": self.purpose,
-                "started": self.started.isoformat(),
-                "refreshed": self.refreshed.isoformat(),
+                "started": format_iso(self.started),
+                "refreshed": format_iso(self.refreshed),
             },
             sort_keys=True,
         ).encode()
