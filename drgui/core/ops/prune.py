@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from drgui.core import fmt
 from drgui.core.engine import destlock
 from drgui.core.engine.destinations.base import Destination, ObjectInfo, SnapshotInfo
 from drgui.core.engine.snapshot import (
@@ -112,6 +113,26 @@ class DestPrune:
         return data
 
 
+def _pack_lines(dest: DestPrune, dry_run: bool) -> list[str]:
+    packs = dest.packs
+    if packs.blocked:
+        return [f"  packs: not swept: {packs.blocked}"]
+    if not packs.present:
+        return []
+    verb = "would free" if dry_run else "freed"
+    lines = [
+        f"  packs: {packs.referenced} referenced ({fmt.size(packs.referenced_bytes)}), "
+        f"{verb} {len(packs.remove)} ({fmt.size(packs.freed_bytes)})"
+    ]
+    if packs.young:
+        lines.append(
+            f"  packs: {len(packs.young)} unreferenced but younger than a day (maybe a backup under way): kept"
+        )
+    for pack_id, why in packs.skipped.items():
+        lines.append(f"  pack {pack_id} not removed: {why}")
+    return lines
+
+
 @dataclass
 class PruneResult:
     dry_run: bool
@@ -126,6 +147,35 @@ class PruneResult:
         """Every failure was a lock held by someone else at the destination (exit 3, try again later)."""
         failed = [d for d in self.destinations if d.error]
         return bool(failed) and all(d.locked for d in failed)
+
+    def describe(self) -> list[str]:
+        """The plan (a dry run) or what was done, per destination, with each kept snapshot's reasons: the
+        text `drgui prune` prints and the app shows before asking to prune."""
+        dry_run = self.dry_run
+        verb = "would remove" if dry_run else "removed"
+        lines: list[str] = []
+        for dest in self.destinations:
+            lines.extend(f"{dest.name}: {warning}" for warning in dest.warnings)
+            if dest.error:
+                lines.append(f"{dest.name}: FAILED: {dest.error}")
+                continue
+            lines.append(f"{dest.name} ({dest.policy}): keep {len(dest.keep)}, {verb} {len(dest.remove)}")
+            for snapshot_id in dest.keep:
+                lines.append(f"  keep   {snapshot_id}  {'; '.join(dest.reasons.get(snapshot_id, []))}")
+            for snapshot_id in dest.remove:
+                lines.append(f"  {'remove' if dry_run else 'gone  '} {snapshot_id}")
+            for snapshot_id, why in dest.skipped.items():
+                lines.append(f"  skipped {snapshot_id}: {why}")
+            for snapshot_id, why in dest.damaged.items():
+                lines.append(f"  left   {snapshot_id}: not complete ({why}); check it with `drgui verify`")
+            if dest.leftovers:
+                lines.append(f"  leftovers of interrupted runs removed: {', '.join(dest.leftovers)}")
+            if dest.aborted_uploads:
+                lines.append(
+                    f"  stale uploads {'to abort' if dry_run else 'aborted'}: {len(dest.aborted_uploads)}"
+                )
+            lines.extend(_pack_lines(dest, dry_run))
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         keep: set[str] = set()

@@ -4,19 +4,23 @@ their encryption, whether they are plugged in and when the .env was last copied 
 from __future__ import annotations
 
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QMessageBox, QPushButton, QVBoxLayout, QWidget
 
 from drgui.core.errors import DrguiError
 from drgui.core.ops.envsync import drive_destination
 from drgui.core.ops.history import Run
+from drgui.core.ops.prune import PruneResult, prune
 from drgui.core.plan.workspace import Workspace
 from drgui.core.progress import CancelToken, ProgressCallback
 from drgui.gui import humanize
 from drgui.gui.controller import Controller
 from drgui.gui.drive_watch import SYNC_JOB, SyncEnvWork, sync_summary
-from drgui.gui.pages.listing import DONE, PlanItemsPage
+from drgui.gui.pages.listing import DONE, ERROR, PlanItemsPage
 
-__all__ = ["DestinationsPage", "SyncEnvWork"]
+__all__ = ["DestinationsPage", "PruneWork", "SyncEnvWork"]
+
+PRUNE_PLAN_JOB, PRUNE_JOB = "Prune plan", "Prune"
 
 ENCRYPTION_WORDS = {
     "luks": "encrypted (LUKS)",
@@ -54,6 +58,16 @@ class EjectWork:
         return dest.name
 
 
+class PruneWork:
+    """Runs on the worker: `drgui prune` (with `dry_run`, only the plan, with each snapshot's reasons)."""
+
+    def __init__(self, ws: Workspace, dry_run: bool) -> None:
+        self.ws, self.dry_run = ws, dry_run
+
+    def __call__(self, progress: ProgressCallback, cancel: CancelToken) -> PruneResult:
+        return prune(self.ws, dry_run=self.dry_run)
+
+
 class DestinationsPage(PlanItemsPage):
     SOURCE = False
 
@@ -77,10 +91,19 @@ class DestinationsPage(PlanItemsPage):
         row.addWidget(self.eject_button)
         row.addStretch(1)
         self.drive_buttons.hide()
+        self.prune_button = QPushButton("Prune…")
+        self.prune_button.setObjectName("pruneButton")
+        self.prune_button.setToolTip(
+            "Remove the snapshots each destination's retention no longer keeps: the plan, with its reasons, "
+            "is shown first."
+        )
+        self.prune_button.clicked.connect(self.plan_prune)
+        self.prune_confirm: QMessageBox | None = None
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)  # PlanItemsPage's
         layout.insertWidget(layout.indexOf(self.table) + 1, self.drive_info)
         layout.insertWidget(layout.indexOf(self.drive_info) + 1, self.drive_buttons)
+        layout.insertWidget(layout.indexOf(self.drive_buttons) + 1, self.prune_button)
         self._available: dict[str, bool] = {}
         self._drive_runs_busy = False
 
@@ -168,6 +191,72 @@ class DestinationsPage(PlanItemsPage):
     @Slot(object)
     def on_eject_failed(self, error: DrguiError) -> None:
         self.eject_button.setEnabled(True)
+        self.say_error(error)
+
+    @Slot()
+    def plan_prune(self) -> None:
+        """First the dry run (on the worker), then the plan with its reasons, then the prune if confirmed."""
+        self.prune_button.setEnabled(False)
+        self._start(
+            PRUNE_PLAN_JOB,
+            PruneWork(self.ws, dry_run=True),
+            "Working out what the retention policies keep…",
+            self.confirm_prune,
+            self.on_prune_failed,
+        )
+
+    @Slot(object)
+    def confirm_prune(self, plan: PruneResult) -> None:
+        removals = sum(len(d.remove) for d in plan.destinations) + sum(
+            len(d.packs.remove) for d in plan.destinations
+        )
+        if not plan.ok or not removals:
+            self.prune_button.setEnabled(True)
+            self.say(
+                "\n".join(plan.describe()) if not plan.ok else "✓ Nothing to prune: every snapshot is kept.",
+                DONE if plan.ok else ERROR,
+            )
+            return
+        self.message.clear()
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Prune",
+            "Remove what the retention policies no longer keep?",
+            parent=self,
+        )
+        box.setObjectName("pruneConfirm")
+        box.setInformativeText("\n".join(plan.describe()))
+        box.setFont(QFont("monospace"))
+        prune_button = box.addButton("Prune", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.finished.connect(lambda _result: self._on_prune_answer(box.clickedButton() is prune_button))
+        self.prune_confirm = box
+        box.open()
+
+    def _on_prune_answer(self, confirmed: bool) -> None:
+        self.prune_confirm = None
+        if not confirmed:
+            self.prune_button.setEnabled(True)
+            self.say("Prune cancelled: nothing was removed.")
+            return
+        self._start(
+            PRUNE_JOB, PruneWork(self.ws, dry_run=False), "Pruning…", self.on_pruned, self.on_prune_failed
+        )
+
+    @Slot(object)
+    def on_pruned(self, result: PruneResult) -> None:
+        self.prune_button.setEnabled(True)
+        removed = sum(len(d.remove) for d in result.destinations)
+        freed = sum(d.packs.freed_bytes for d in result.destinations)
+        if result.ok:
+            self.say(f"✓ Pruned: {removed} snapshot(s) removed, {humanize.size(freed)} of packs freed.", DONE)
+        else:
+            self.say("\n".join(result.describe()), ERROR)
+        self.controller.refresh()
+
+    @Slot(object)
+    def on_prune_failed(self, error: DrguiError) -> None:
+        self.prune_button.setEnabled(True)
         self.say_error(error)
 
     def _start(self, name: str, work, busy: str, finished, failed) -> None:
